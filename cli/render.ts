@@ -1,0 +1,62 @@
+// Offline render: `npm run render -- --stack dev --out DIR`. Reads Pulumi.yaml defaults and
+// Pulumi.<stack>.yaml, validates with the same code and messages as `pulumi preview`, and writes
+// what `pulumi up` would put on each machine. Needs no cloud and no Pulumi CLI.
+
+import * as fs from "fs";
+import * as path from "path";
+import { formatIssues, resolveConfig } from "../render/config";
+import { renderAll } from "../render/artifacts";
+import { listStacks, readProjectFile, readStackFile } from "../render/project";
+
+const USAGE = "usage: npm run render -- --stack <name> --out <dir>";
+
+function parseArgs(argv: readonly string[]): { stack: string; out: string } {
+  const args: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    if (flag === "--help" || flag === "-h") {
+      console.log(`${USAGE}\nstacks: ${listStacks().join(", ")}`);
+      process.exit(0);
+    }
+    if (!flag.startsWith("--") || argv[i + 1] === undefined) throw new Error(`unexpected argument "${flag}"; ${USAGE}`);
+    args[flag.slice(2)] = argv[++i];
+  }
+  const unknown = Object.keys(args).filter((k) => k !== "stack" && k !== "out");
+  if (unknown.length > 0) throw new Error(`unknown option --${unknown[0]}; ${USAGE}`);
+  if (!args.stack || !args.out) throw new Error(USAGE);
+  return { stack: args.stack, out: args.out };
+}
+
+export function main(argv: readonly string[]): number {
+  let options: { stack: string; out: string };
+  let stackValues;
+  try {
+    options = parseArgs(argv);
+    stackValues = readStackFile(options.stack);
+  } catch (error) {
+    console.error(`render: ${(error as Error).message}`);
+    return 2;
+  }
+  const resolved = resolveConfig(stackValues, readProjectFile().defaults);
+  for (const w of resolved.warnings) console.error(`warning: ${w.key}: ${w.message}`);
+  if (!resolved.config) {
+    console.error(formatIssues(`Invalid configuration for stack "${options.stack}":`, resolved.errors));
+    return 1;
+  }
+  const { plan, files } = renderAll(resolved.config);
+  const out = path.resolve(options.out);
+  fs.mkdirSync(out, { recursive: true });
+  for (const file of files) {
+    const target = path.join(out, file.path);
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    fs.writeFileSync(target, file.content, { mode: file.mode });
+    fs.chmodSync(target, file.mode);
+  }
+  console.log(
+    `rendered stack "${options.stack}": ${plan.nodes.length} machines, ${plan.firewall.length} firewall rules, ` +
+      `${plan.steps.length} steps, ${files.length} files in ${out}`,
+  );
+  return 0;
+}
+
+if (require.main === module) process.exit(main(process.argv.slice(2)));

@@ -1,0 +1,393 @@
+// The deployment plan: which machines exist, where, with which address; which firewall rules;
+// which bootstrap steps run on which machine after which others. The Pulumi components create
+// exactly this (one resource or command per entry) and the render writes it as plan.json, so the
+// offline view and `pulumi up` cannot disagree. Pure: no Pulumi, no I/O.
+
+import { hostAddress, parseCidr } from "./cidr";
+import { ADDRESS_OFFSETS, ClusterConfig } from "./config";
+import { kubernetesRelease } from "./versions";
+
+export type Role = "control-plane" | "worker" | "loadbalancer";
+
+export interface PlannedNode {
+  readonly name: string;
+  readonly role: Role;
+  /** 1-based index within its role. */
+  readonly index: number;
+  readonly zone: string;
+  readonly machineType: string;
+  readonly internalIp: string;
+  readonly tags: readonly string[];
+}
+
+export interface FirewallRule {
+  readonly name: string;
+  readonly description: string;
+  readonly protocol: "tcp" | "udp" | "icmp" | "all";
+  readonly ports: readonly string[];
+  readonly sourceRanges: readonly string[];
+  readonly sourceTags: readonly string[];
+  readonly targetTags: readonly string[];
+}
+
+export type StepKind =
+  "vm" | "haproxy" | "prepare" | "init" | "cni" | "credentials" | "join" | "member" | "verify" | "kubeconfig";
+
+export interface Step {
+  /** "<subject node>/<kind>", unique. */
+  readonly id: string;
+  readonly kind: StepKind;
+  /** The machine the step runs on (for "vm": the machine it creates). */
+  readonly node: string;
+  /** The machine the step is about (differs from `node` for steps run on a control plane for another node). */
+  readonly subject: string;
+  readonly dependsOn: readonly string[];
+  readonly description: string;
+}
+
+export interface Plan {
+  readonly cluster: {
+    readonly name: string;
+    readonly region: string;
+    readonly kubernetesVersion: string;
+    readonly kubernetesPatch: string;
+    readonly cni: string;
+    readonly podCidr: string;
+    readonly serviceCidr: string;
+    readonly subnetCidr: string;
+  };
+  /** controlPlaneEndpoint: the load balancer's static internal address, fixed for the cluster's life. */
+  readonly endpoint: { readonly internalIp: string; readonly port: number };
+  readonly nodes: readonly PlannedNode[];
+  readonly firewall: readonly FirewallRule[];
+  readonly steps: readonly Step[];
+}
+
+export const API_PORT = 6443;
+
+/** GCE names, all derived from clusterName in one place. */
+export const names = {
+  network: (cluster: string) => `${cluster}-vpc`,
+  subnet: (cluster: string) => `${cluster}-subnet`,
+  router: (cluster: string) => `${cluster}-router`,
+  nat: (cluster: string) => `${cluster}-nat`,
+  endpointAddress: (cluster: string) => `${cluster}-api`,
+  externalAddress: (cluster: string) => `${cluster}-api-public`,
+  nodeAddress: (node: string) => `${node}-ip`,
+  node: (cluster: string, role: Role, index: number) =>
+    `${cluster}-${role === "control-plane" ? "cp" : role === "worker" ? "worker" : "lb"}-${index}`,
+  firewall: (cluster: string, rule: string) => `${cluster}-${rule}`,
+  tag: (cluster: string, role: Role | "node") =>
+    `${cluster}-${role === "control-plane" ? "cp" : role === "loadbalancer" ? "lb" : role}`,
+};
+
+function planNodes(config: ClusterConfig): PlannedNode[] {
+  const parsed = parseCidr(config.subnetCidr);
+  if ("error" in parsed) throw new Error(`subnetCidr ${config.subnetCidr} ${parsed.error}`);
+  const subnet = parsed.cidr;
+  const zoneOf = (i: number) => config.zones[i % config.zones.length];
+  const tag = (role: Role | "node") => names.tag(config.clusterName, role);
+  const nodes: PlannedNode[] = [
+    {
+      name: names.node(config.clusterName, "loadbalancer", 1),
+      role: "loadbalancer",
+      index: 1,
+      zone: zoneOf(0),
+      machineType: config.loadBalancerMachineType,
+      // With one HAProxy VM the endpoint address is its own address.
+      internalIp: hostAddress(subnet, ADDRESS_OFFSETS.apiEndpoint),
+      tags: [tag("loadbalancer")],
+    },
+  ];
+  // Control planes first, one per zone in turn, so the first three land on distinct zones.
+  for (let i = 0; i < config.controlPlaneCount; i++) {
+    nodes.push({
+      name: names.node(config.clusterName, "control-plane", i + 1),
+      role: "control-plane",
+      index: i + 1,
+      zone: zoneOf(i),
+      machineType: config.controlPlaneMachineType,
+      internalIp: hostAddress(subnet, ADDRESS_OFFSETS.controlPlanes + i),
+      tags: [tag("control-plane"), tag("node")],
+    });
+  }
+  for (let i = 0; i < config.workerCount; i++) {
+    nodes.push({
+      name: names.node(config.clusterName, "worker", i + 1),
+      role: "worker",
+      index: i + 1,
+      zone: zoneOf(i),
+      machineType: config.workerMachineType,
+      internalIp: hostAddress(subnet, ADDRESS_OFFSETS.workers + i),
+      tags: [tag("worker"), tag("node")],
+    });
+  }
+  return nodes;
+}
+
+/**
+ * Least-privilege rules by network tag. Ports: kubernetes.io "Ports and Protocols" (10251/10252 are
+ * gone; scheduler and controller-manager serve 10259/10257 on localhost only, so nothing opens
+ * them); Calico VXLAN needs UDP 4789 and Typha TCP 5473 between nodes.
+ */
+function planFirewall(config: ClusterConfig): FirewallRule[] {
+  const t = (role: Role | "node") => names.tag(config.clusterName, role);
+  const rule = (r: Omit<FirewallRule, "name"> & { short: string }): FirewallRule => ({
+    name: names.firewall(config.clusterName, r.short),
+    description: r.description,
+    protocol: r.protocol,
+    ports: r.ports,
+    sourceRanges: r.sourceRanges,
+    sourceTags: r.sourceTags,
+    targetTags: r.targetTags,
+  });
+  return [
+    rule({
+      short: "lb-api",
+      description: "Kubernetes API on the load balancer from admins and from inside the VPC",
+      protocol: "tcp",
+      ports: [String(API_PORT)],
+      sourceRanges: [...config.adminCidrs, config.subnetCidr],
+      sourceTags: [],
+      targetTags: [t("loadbalancer")],
+    }),
+    rule({
+      short: "lb-ssh",
+      description: "SSH to the jump host (the load balancer) from admins only",
+      protocol: "tcp",
+      ports: ["22"],
+      sourceRanges: [...config.adminCidrs],
+      sourceTags: [],
+      targetTags: [t("loadbalancer")],
+    }),
+    rule({
+      short: "cp-api",
+      description: "kube-apiserver from the load balancer and the nodes",
+      protocol: "tcp",
+      ports: [String(API_PORT)],
+      sourceRanges: [],
+      sourceTags: [t("loadbalancer"), t("node")],
+      targetTags: [t("control-plane")],
+    }),
+    rule({
+      short: "cp-etcd",
+      description: "etcd client and peer traffic between control planes only",
+      protocol: "tcp",
+      ports: ["2379-2380"],
+      sourceRanges: [],
+      sourceTags: [t("control-plane")],
+      targetTags: [t("control-plane")],
+    }),
+    rule({
+      short: "kubelet",
+      description: "kubelet API from the control planes",
+      protocol: "tcp",
+      ports: ["10250"],
+      sourceRanges: [],
+      sourceTags: [t("control-plane")],
+      targetTags: [t("node")],
+    }),
+    rule({
+      short: "nodeports",
+      description: "NodePort services from inside the VPC",
+      protocol: "tcp",
+      ports: ["30000-32767"],
+      sourceRanges: [config.subnetCidr],
+      sourceTags: [],
+      targetTags: [t("worker")],
+    }),
+    rule({
+      short: "calico-vxlan",
+      description: "Calico VXLAN overlay between nodes",
+      protocol: "udp",
+      ports: ["4789"],
+      sourceRanges: [],
+      sourceTags: [t("node")],
+      targetTags: [t("node")],
+    }),
+    rule({
+      short: "calico-typha",
+      description: "Calico Typha (felix to typha) between nodes",
+      protocol: "tcp",
+      ports: ["5473"],
+      sourceRanges: [],
+      sourceTags: [t("node")],
+      targetTags: [t("node")],
+    }),
+    rule({
+      short: "pods",
+      description: "Traffic from pod addresses to nodes (pods reaching host-network services)",
+      protocol: "all",
+      ports: [],
+      sourceRanges: [config.podCidr],
+      sourceTags: [],
+      targetTags: [t("node")],
+    }),
+    rule({
+      short: "icmp",
+      description: "ICMP inside the VPC (path MTU discovery, diagnostics)",
+      protocol: "icmp",
+      ports: [],
+      sourceRanges: [config.subnetCidr],
+      sourceTags: [],
+      targetTags: [t("loadbalancer"), t("node")],
+    }),
+    rule({
+      short: "node-ssh",
+      description: "SSH to nodes only through the jump host",
+      protocol: "tcp",
+      ports: ["22"],
+      sourceRanges: [],
+      sourceTags: [t("loadbalancer")],
+      targetTags: [t("node")],
+    }),
+  ];
+}
+
+const stepId = (subject: string, kind: StepKind) => `${subject}/${kind}`;
+
+/**
+ * Bootstrap order. Every node prepares as soon as its VM exists; init waits for HAProxy (kubeadm
+ * reaches the API through the endpoint); the CNI follows init; control planes join one at a time,
+ * each after the previous one is Ready with a healthy etcd member (etcd admits one learner at a
+ * time); workers join in parallel right after init. Before every join a control plane refreshes
+ * the bootstrap token (and, for control planes, the uploaded certificates), so late joins work.
+ * The longest chain depends on the control-plane count only, never on the worker count.
+ */
+function planSteps(nodes: readonly PlannedNode[]): Step[] {
+  const steps: Step[] = [];
+  const add = (kind: StepKind, node: string, subject: string, dependsOn: string[], description: string) =>
+    steps.push({ id: stepId(subject, kind), kind, node, subject, dependsOn, description });
+
+  const loadBalancers = nodes.filter((n) => n.role === "loadbalancer");
+  const controlPlanes = nodes.filter((n) => n.role === "control-plane");
+  const workers = nodes.filter((n) => n.role === "worker");
+  const first = controlPlanes[0];
+
+  for (const n of nodes) add("vm", n.name, n.name, [], `create the ${n.role} VM in ${n.zone}`);
+  for (const lb of loadBalancers) {
+    add("haproxy", lb.name, lb.name, [stepId(lb.name, "vm")], "install HAProxy, check and load its config");
+  }
+  for (const n of [...controlPlanes, ...workers]) {
+    add(
+      "prepare",
+      n.name,
+      n.name,
+      [stepId(n.name, "vm")],
+      "swap off, kernel modules, sysctl, CRI-O, kubelet/kubeadm/kubectl",
+    );
+  }
+  add(
+    "init",
+    first.name,
+    first.name,
+    [stepId(first.name, "prepare"), ...loadBalancers.map((lb) => stepId(lb.name, "haproxy"))],
+    "kubeadm init with the Pulumi-generated CA, token and certificate key",
+  );
+  add("cni", first.name, first.name, [stepId(first.name, "init")], "install Calico (operator + Installation)");
+
+  // Control planes: strictly one after the other.
+  let previousReady = stepId(first.name, "cni");
+  for (const cp of controlPlanes.slice(1)) {
+    add(
+      "credentials",
+      first.name,
+      cp.name,
+      [previousReady],
+      "refresh bootstrap token and upload control-plane certificates",
+    );
+    add(
+      "join",
+      cp.name,
+      cp.name,
+      [stepId(cp.name, "prepare"), stepId(cp.name, "credentials")],
+      "kubeadm join --control-plane",
+    );
+    add(
+      "member",
+      first.name,
+      cp.name,
+      [stepId(cp.name, "join")],
+      "wait until Ready with a healthy etcd member; on delete drain and remove it",
+    );
+    previousReady = stepId(cp.name, "member");
+  }
+  // Workers: in parallel, behind init only.
+  for (const w of workers) {
+    add("credentials", first.name, w.name, [stepId(first.name, "init")], "refresh the bootstrap token");
+    add("join", w.name, w.name, [stepId(w.name, "prepare"), stepId(w.name, "credentials")], "kubeadm join");
+    add(
+      "member",
+      first.name,
+      w.name,
+      [stepId(w.name, "join"), stepId(first.name, "cni")],
+      "wait until Ready; on delete drain and delete the node",
+    );
+  }
+  add(
+    "kubeconfig",
+    first.name,
+    first.name,
+    [stepId(first.name, "init")],
+    "read admin.conf (never super-admin.conf) for the stack output",
+  );
+  add(
+    "verify",
+    first.name,
+    "cluster",
+    [previousReady, ...workers.map((w) => stepId(w.name, "member"))],
+    "all nodes Ready, one healthy etcd member per control plane, API answers through the load balancer",
+  );
+  return steps;
+}
+
+export function buildPlan(config: ClusterConfig): Plan {
+  const release = kubernetesRelease(config.kubernetesVersion);
+  const nodes = planNodes(config);
+  const endpoint = nodes.find((n) => n.role === "loadbalancer")!.internalIp;
+  return {
+    cluster: {
+      name: config.clusterName,
+      region: config.region,
+      kubernetesVersion: config.kubernetesVersion,
+      kubernetesPatch: release.patch,
+      cni: config.cni,
+      podCidr: config.podCidr,
+      serviceCidr: config.serviceCidr,
+      subnetCidr: config.subnetCidr,
+    },
+    endpoint: { internalIp: endpoint, port: API_PORT },
+    nodes,
+    firewall: planFirewall(config),
+    steps: planSteps(nodes),
+  };
+}
+
+/** Length (in steps) of the longest dependency chain, and one such chain. */
+export function longestChain(steps: readonly Step[]): { length: number; chain: string[] } {
+  const byId = new Map(steps.map((s) => [s.id, s]));
+  const memo = new Map<string, string[]>();
+  const visit = (id: string, trail: Set<string>): string[] => {
+    const cached = memo.get(id);
+    if (cached) return cached;
+    if (trail.has(id)) throw new Error(`dependency cycle through ${id}`);
+    const step = byId.get(id);
+    if (!step) throw new Error(`unknown step ${id}`);
+    trail.add(id);
+    let best: string[] = [];
+    for (const dep of step.dependsOn) {
+      const chain = visit(dep, trail);
+      if (chain.length > best.length) best = chain;
+    }
+    trail.delete(id);
+    const result = [...best, id];
+    memo.set(id, result);
+    return result;
+  };
+  let chain: string[] = [];
+  for (const s of steps) {
+    const c = visit(s.id, new Set());
+    if (c.length > chain.length) chain = c;
+  }
+  return { length: chain.length, chain };
+}

@@ -1,0 +1,58 @@
+// Every pinned version in one place. Bumping Kubernetes = editing SUPPORTED_KUBERNETES (and
+// DEFAULT_KUBERNETES_MINOR); `npm run test:artifacts` then builds that kubeadm and checks that the
+// rendered configs and the pause image still match it.
+
+export interface KubernetesRelease {
+  /** Exact upstream patch release installed and passed to kubeadm (kubernetesVersion). */
+  readonly patch: string;
+  /** Debian package version on pkgs.k8s.io for kubelet, kubeadm and kubectl. */
+  readonly debVersion: string;
+  /** CRI-O stream; CRI-O follows the Kubernetes minor. */
+  readonly crioStream: string;
+  /**
+   * The pause image kubeadm expects (`kubeadm config images list`). CRI-O uses its own
+   * pause_image whatever the kubelet says, so it is set to this (kubernetes/kubernetes#115610).
+   */
+  readonly pauseImage: string;
+}
+
+/** Upstream-supported minors in November 2026 (kubernetes.io/releases): 1.35, 1.36, 1.37. */
+export const SUPPORTED_KUBERNETES: Readonly<Record<string, KubernetesRelease>> = {
+  "1.35": {
+    patch: "1.35.4",
+    debVersion: "1.35.4-1.1",
+    crioStream: "v1.35",
+    pauseImage: "registry.k8s.io/pause:3.10.1",
+  },
+  "1.36": {
+    patch: "1.36.3",
+    debVersion: "1.36.3-1.1",
+    crioStream: "v1.36",
+    pauseImage: "registry.k8s.io/pause:3.10.2",
+  },
+  "1.37": {
+    patch: "1.37.2",
+    debVersion: "1.37.2-1.1",
+    crioStream: "v1.37",
+    pauseImage: "registry.k8s.io/pause:3.10.2",
+  },
+};
+
+export const DEFAULT_KUBERNETES_MINOR = "1.36";
+
+export function kubernetesRelease(minor: string): KubernetesRelease {
+  const release = SUPPORTED_KUBERNETES[minor];
+  if (!release) {
+    throw new Error(`Kubernetes ${minor} is not supported; supported: ${Object.keys(SUPPORTED_KUBERNETES).join(", ")}`);
+  }
+  return release;
+}
+
+/** Package repositories (kubernetes.io blog 2023-08-15; cri-o/packaging README, commit b133393). */
+export function kubernetesAptRepo(minor: string): string {
+  return `https://pkgs.k8s.io/core:/stable:/v${minor}/deb/`;
+}
+
+export function crioAptRepo(minor: string): string {
+  return `https://download.opensuse.org/repositories/isv:/cri-o:/stable:/${kubernetesRelease(minor).crioStream}/deb/`;
+}

@@ -1,0 +1,213 @@
+import { RawConfig, resolveConfig, CONFIG_KEYS } from "../../render/config";
+import { listStacks, readProjectFile, readStackFile } from "../../render/project";
+import { zonesOfRegion, machineShape } from "../../render/gce";
+
+const project = readProjectFile();
+const resolve = (values: RawConfig) => resolveConfig(values, project.defaults);
+
+describe("valid configurations", () => {
+  test.each(listStacks())("stack %s from the repository is valid", (stack) => {
+    const result = resolve(readStackFile(stack));
+    expect(result.errors).toEqual([]);
+    expect(result.config).toBeDefined();
+  });
+
+  test("defaults alone are valid and take three zones of the region from the table", () => {
+    const result = resolve({});
+    expect(result.errors).toEqual([]);
+    expect(result.config?.region).toBe("us-central1");
+    expect(result.config?.zones).toEqual(["us-central1-a", "us-central1-b", "us-central1-c"]);
+    expect(result.config?.controlPlaneCount).toBe(3);
+    expect(result.config?.workerCount).toBe(2);
+    expect(result.config?.kubernetesVersion).toBe("1.36");
+  });
+
+  test("zones come from the table, not by appending letters (us-east1 has no -a)", () => {
+    expect(resolve({ "gcp:region": "us-east1" }).config?.zones).toEqual(["us-east1-b", "us-east1-c", "us-east1-d"]);
+    expect(zonesOfRegion("europe-west1")).toEqual(["europe-west1-b", "europe-west1-c", "europe-west1-d"]);
+  });
+
+  test("a 5 control-plane / 10 worker cluster is valid", () => {
+    const result = resolve({ controlPlaneCount: 5, workerCount: 10 });
+    expect(result.errors).toEqual([]);
+    expect(result.config?.controlPlaneCount).toBe(5);
+  });
+
+  test("values as the Pulumi runtime hands them out (strings, JSON arrays) are converted", () => {
+    const result = resolve({
+      controlPlaneCount: "5",
+      workerCount: "4",
+      zones: '["us-central1-b","us-central1-c","us-central1-f"]',
+      adminCidrs: '["203.0.113.0/24"]',
+    });
+    expect(result.errors).toEqual([]);
+    expect(result.config?.controlPlaneCount).toBe(5);
+    expect(result.config?.zones).toEqual(["us-central1-b", "us-central1-c", "us-central1-f"]);
+    expect(result.warnings.filter((w) => w.key === "ha-k8s:adminCidrs")).toEqual([]);
+  });
+
+  test.each([
+    ["n2-standard-2", true],
+    ["e2-standard-4", true],
+    ["custom-2-4096", true],
+    ["n2-custom-4-8192", true],
+    ["e2-highcpu-4", true],
+    ["c3-standard-4", true],
+  ])("machine type %s is accepted for nodes: %s", (type, ok) => {
+    expect(resolve({ workerMachineType: type }).errors.length === 0).toBe(ok);
+  });
+
+  test("machine shapes are computed from the family tables", () => {
+    expect(machineShape("e2-medium")).toEqual({ vcpus: 2, memoryMb: 4096 });
+    expect(machineShape("n1-standard-2")).toEqual({ vcpus: 2, memoryMb: 7680 });
+    expect(machineShape("custom-4-15360-ext")).toEqual({ vcpus: 4, memoryMb: 15360 });
+    expect(machineShape("z9-standard-2")).toBeUndefined();
+  });
+});
+
+// Each invalid case: the values, the key the message must name, and a fragment of the message.
+const invalid: [string, RawConfig, string, RegExp][] = [
+  ["even control-plane count", { controlPlaneCount: 4 }, "ha-k8s:controlPlaneCount", /odd/],
+  ["zero control planes", { controlPlaneCount: 0 }, "ha-k8s:controlPlaneCount", /odd count/],
+  ["negative control planes", { controlPlaneCount: -3 }, "ha-k8s:controlPlaneCount", /not allowed/],
+  ["too many control planes", { controlPlaneCount: 9 }, "ha-k8s:controlPlaneCount", /1, 3, 5 or 7/],
+  ["negative workers", { workerCount: -1 }, "ha-k8s:workerCount", /0 to/],
+  ["non-integer workers", { workerCount: "two" }, "ha-k8s:workerCount", /not a whole number/],
+  ["fractional workers", { workerCount: 2.5 }, "ha-k8s:workerCount", /not a whole number/],
+  ["small worker type", { workerMachineType: "e2-small" }, "ha-k8s:workerMachineType", /2 vCPU and 4 GB/],
+  [
+    "1 vCPU control plane",
+    { controlPlaneMachineType: "n1-standard-1" },
+    "ha-k8s:controlPlaneMachineType",
+    /at least 2 vCPU/,
+  ],
+  ["highcpu too little memory", { workerMachineType: "e2-highcpu-2" }, "ha-k8s:workerMachineType", /4 GB/],
+  ["custom too little memory", { workerMachineType: "custom-2-2048" }, "ha-k8s:workerMachineType", /4 GB/],
+  [
+    "unknown machine type",
+    { workerMachineType: "m9-huge-3" },
+    "ha-k8s:workerMachineType",
+    /not a machine type we know/,
+  ],
+  [
+    "unknown lb machine type",
+    { loadBalancerMachineType: "tiny" },
+    "ha-k8s:loadBalancerMachineType",
+    /not a machine type/,
+  ],
+  ["malformed subnet", { subnetCidr: "10.10.0.0" }, "ha-k8s:subnetCidr", /not an IPv4 CIDR/],
+  [
+    "subnet host bits",
+    { subnetCidr: "10.10.0.1/22" },
+    "ha-k8s:subnetCidr",
+    /host bits set; did you mean 10.10.0.0\/22/,
+  ],
+  ["public subnet", { subnetCidr: "8.8.0.0/16" }, "ha-k8s:subnetCidr", /not a private range/],
+  ["bad octet", { podCidr: "10.300.0.0/16" }, "ha-k8s:podCidr", /not an IPv4 CIDR/],
+  ["pod overlaps subnet", { podCidr: "10.10.0.0/16" }, "ha-k8s:podCidr", /overlaps ha-k8s:subnetCidr/],
+  ["service overlaps pods", { serviceCidr: "10.244.0.0/16" }, "ha-k8s:serviceCidr", /overlaps ha-k8s:podCidr/],
+  ["service overlaps subnet", { serviceCidr: "10.0.0.0/12" }, "ha-k8s:serviceCidr", /overlaps ha-k8s:subnetCidr/],
+  ["service range too large", { serviceCidr: "10.128.0.0/10" }, "ha-k8s:serviceCidr", /\/12 to \/24/],
+  [
+    "pod cidr too small for nodes",
+    { podCidr: "10.244.0.0/22", workerCount: 6 },
+    "ha-k8s:podCidr",
+    /holds 4 node ranges.*9 nodes/,
+  ],
+  ["pod cidr smaller than a node range", { podCidr: "10.244.0.0/26" }, "ha-k8s:podCidr", /smaller than one node/],
+  ["subnet too small for nodes", { subnetCidr: "10.10.0.0/27", workerCount: 20 }, "ha-k8s:subnetCidr", /workers need/],
+  ["subnet prefix out of GCP range", { subnetCidr: "10.10.0.0/30" }, "ha-k8s:subnetCidr", /\/8 to \/29/],
+  [
+    "unsupported kubernetes minor",
+    { kubernetesVersion: "1.30" },
+    "ha-k8s:kubernetesVersion",
+    /allowed: 1.35, 1.36, 1.37/,
+  ],
+  ["kubernetes version as YAML number", { kubernetesVersion: 1.36 }, "ha-k8s:kubernetesVersion", /quote/],
+  [
+    "kubernetes patch instead of minor",
+    { kubernetesVersion: "1.36.2" },
+    "ha-k8s:kubernetesVersion",
+    /not a supported minor/,
+  ],
+  ["zone outside region", { zones: ["europe-west1-b"] }, "ha-k8s:zones", /not a zone of us-central1/],
+  [
+    "nonexistent zone letter",
+    { "gcp:region": "us-east1", zones: ["us-east1-a"] },
+    "ha-k8s:zones",
+    /allowed: us-east1-b, us-east1-c, us-east1-d/,
+  ],
+  ["duplicate zones", { zones: ["us-central1-a", "us-central1-a"] }, "ha-k8s:zones", /more than once/],
+  ["zones not a list", { zones: "us-central1-a" }, "ha-k8s:zones", /not a list/],
+  ["unknown region without zones", { "gcp:region": "mars-north1" }, "gcp:region", /not in the region table/],
+  ["malformed region", { "gcp:region": "Europe West" }, "gcp:region", /not a GCP region name/],
+  ["malformed admin cidr", { adminCidrs: ["1.2.3.4/33"] }, "ha-k8s:adminCidrs", /not an IPv4 CIDR/],
+  ["admin cidr host bits", { adminCidrs: ["203.0.113.7/24"] }, "ha-k8s:adminCidrs", /host bits/],
+  ["empty admin cidrs", { adminCidrs: [] }, "ha-k8s:adminCidrs", /is empty/],
+  ["upper-case cluster name", { clusterName: "Prod" }, "ha-k8s:clusterName", /lower-case/],
+  ["cluster name ending in hyphen", { clusterName: "prod-" }, "ha-k8s:clusterName", /not ending with a hyphen/],
+  ["cluster name too long", { clusterName: "a".repeat(50) }, "ha-k8s:clusterName", /1-41/],
+  ["cluster name starting with digit", { clusterName: "1prod" }, "ha-k8s:clusterName", /starting with a letter/],
+  ["unsupported cni", { cni: "flannel" }, "ha-k8s:cni", /allowed: calico/],
+  ["non-ubuntu image", { image: "centos-cloud/centos-stream-9" }, "ha-k8s:image", /Ubuntu LTS/],
+  ["disk too small", { diskSizeGb: 10 }, "ha-k8s:diskSizeGb", /20 to 65536/],
+  ["bad project id", { "gcp:project": "My_Project" }, "gcp:project", /not a GCP project ID/],
+  ["misspelled key", { workerCnt: 3 }, "ha-k8s:workerCnt", /did you mean ha-k8s:workerCount/],
+];
+
+describe("invalid configurations are rejected with the key, the value and what is allowed", () => {
+  test.each(invalid)("%s", (_name, values, key, message) => {
+    const result = resolve(values);
+    expect(result.config).toBeUndefined();
+    const forKey = result.errors.filter((e) => e.key === key);
+    expect(forKey.length).toBeGreaterThan(0);
+    expect(forKey.map((e) => e.message).join("\n")).toMatch(message);
+  });
+
+  test("every problem is reported at once, not one per run", () => {
+    const result = resolve({
+      controlPlaneCount: 2,
+      workerCount: -1,
+      workerMachineType: "e2-micro",
+      podCidr: "10.10.0.0/16",
+      kubernetesVersion: "1.29",
+      adminCidrs: ["nope"],
+    });
+    expect(new Set(result.errors.map((e) => e.key))).toEqual(
+      new Set([
+        "ha-k8s:controlPlaneCount",
+        "ha-k8s:workerCount",
+        "ha-k8s:workerMachineType",
+        "ha-k8s:podCidr",
+        "ha-k8s:kubernetesVersion",
+        "ha-k8s:adminCidrs",
+      ]),
+    );
+  });
+
+  test("the message quotes the bad value", () => {
+    const [error] = resolve({ workerMachineType: "e2-micro" }).errors;
+    expect(error.message).toContain('"e2-micro"');
+  });
+});
+
+describe("warnings", () => {
+  test.each<[string, RawConfig, string]>([
+    ["single control plane", { controlPlaneCount: 1 }, "ha-k8s:controlPlaneCount"],
+    ["adminCidrs open to the world (the default)", {}, "ha-k8s:adminCidrs"],
+    ["control planes in fewer than three zones", { zones: ["us-central1-a", "us-central1-b"] }, "ha-k8s:zones"],
+    ["fewer than two workers", { workerCount: 1 }, "ha-k8s:workerCount"],
+  ])("%s warns but is valid", (_name, values, key) => {
+    const result = resolve(values);
+    expect(result.errors).toEqual([]);
+    expect(result.warnings.map((w) => w.key)).toContain(key);
+  });
+});
+
+test("the keys the code validates are exactly the keys Pulumi.yaml declares", () => {
+  expect(Object.keys(CONFIG_KEYS).sort()).toEqual(Object.keys(project.schema).sort());
+  for (const [key, kind] of Object.entries(CONFIG_KEYS)) {
+    expect(project.schema[key].type).toBe(kind);
+    expect(project.schema[key].description).toBeTruthy();
+  }
+});

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one test command (npm test): sets up what is missing (tools/setup.sh), then runs every suite.
+# Suites that need a real tool (haproxy, shellcheck, bats, kubeadm) run in CI (CI=true) or fail;
+# outside CI a missing tool makes its suite skip loudly, naming the package to install.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=tools/setup.sh
+. tools/setup.sh
+
+suites=(lint typecheck test:unit)
+failed=()
+for suite in "${suites[@]}"; do
+  printf '\n==> npm run %s\n' "$suite"
+  if ! npm run --silent "$suite"; then failed+=("$suite"); fi
+done
+printf '\n'
+if [ "${#failed[@]}" -gt 0 ]; then
+  printf 'FAILED suites: %s\n' "${failed[*]}"
+  exit 1
+fi
+printf 'all suites passed: %s\n' "${suites[*]}"
