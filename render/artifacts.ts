@@ -5,12 +5,20 @@
 import { ClusterConfig } from "./config";
 import { Plan, buildPlan } from "./plan";
 
+/**
+ * What consumes a file, so the artifact suite knows which real tool checks it:
+ * kubeadm-config → `kubeadm config validate`; haproxy-config → `haproxy -c`; script → `bash -n` +
+ * shellcheck; manifest → YAML parse + consistency with the config; plan → JSON; other → nothing.
+ */
+export type RenderedKind = "plan" | "kubeadm-config" | "haproxy-config" | "script" | "manifest" | "other";
+
 export interface RenderedFile {
   /** Path relative to the output directory, e.g. "plan.json" or "ha-k8s-cp-1/01-prepare.sh". */
   readonly path: string;
   readonly content: string;
   /** File mode, e.g. 0o755 for scripts. */
   readonly mode: number;
+  readonly kind: RenderedKind;
 }
 
 export interface RenderResult {
@@ -20,6 +28,8 @@ export interface RenderResult {
 
 export function renderAll(config: ClusterConfig): RenderResult {
   const plan = buildPlan(config);
-  const files: RenderedFile[] = [{ path: "plan.json", content: `${JSON.stringify(plan, null, 2)}\n`, mode: 0o644 }];
+  const files: RenderedFile[] = [
+    { path: "plan.json", content: `${JSON.stringify(plan, null, 2)}\n`, mode: 0o644, kind: "plan" },
+  ];
   return { plan, files };
 }
