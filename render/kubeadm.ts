@@ -1,0 +1,122 @@
+// kubeadm configuration files (API kubeadm.k8s.io/v1beta4; v1beta3 is deprecated since 1.31) for
+// `kubeadm init` and `kubeadm join`, rendered from the plan. Config files instead of long flag
+// lists: `--config` cannot be combined with `--certificate-key`, so the key goes in the file.
+// Pure: no Pulumi, no I/O. `npm run test:artifacts` validates every output with the real kubeadm.
+
+import { stringify } from "yaml";
+import { ClusterConfig } from "./config";
+import { API_PORT, Plan, PlannedNode } from "./plan";
+import { kubernetesRelease } from "./versions";
+
+export const KUBEADM_API = "kubeadm.k8s.io/v1beta4";
+export const CRI_SOCKET = "unix:///var/run/crio/crio.sock";
+
+/** Values generated at deploy time (Pulumi secrets); the offline render uses placeholders. */
+export interface JoinSecrets {
+  /** Bootstrap token "[a-z0-9]{6}.[a-z0-9]{16}". */
+  readonly bootstrapToken: string;
+  /** 32 bytes hex: encrypts the control-plane certificates uploaded to the kubeadm-certs Secret. */
+  readonly certificateKey: string;
+  /** "sha256:<hex>" of the cluster CA's public key, so joins verify whom they talk to. */
+  readonly caCertHash: string;
+}
+
+/** The load balancer's public address, known only once GCP has reserved it. */
+export interface EndpointAddresses {
+  readonly externalIp: string;
+}
+
+function nodeRegistration(node: PlannedNode) {
+  return {
+    name: node.name,
+    criSocket: CRI_SOCKET,
+    imagePullPolicy: "IfNotPresent",
+    // Pin the kubelet to the node's static address instead of guessing a NIC (kubeadm#1987).
+    kubeletExtraArgs: [{ name: "node-ip", value: node.internalIp }],
+  };
+}
+
+const endpointOf = (plan: Plan) => `${plan.endpoint.internalIp}:${plan.endpoint.port}`;
+
+function yamlDocuments(documents: readonly object[]): string {
+  return documents.map((d) => stringify(d, { lineWidth: 0 })).join("---\n");
+}
+
+/**
+ * InitConfiguration + ClusterConfiguration + KubeletConfiguration for the first control plane.
+ * certSANs list both load balancer addresses from the start: adding one later means regenerating
+ * the API server certificate on every control plane (kubeadm#1447).
+ */
+export function renderInitConfiguration(
+  config: ClusterConfig,
+  plan: Plan,
+  node: PlannedNode,
+  secrets: JoinSecrets,
+  addresses: EndpointAddresses,
+): string {
+  const release = kubernetesRelease(config.kubernetesVersion);
+  return yamlDocuments([
+    {
+      apiVersion: KUBEADM_API,
+      kind: "InitConfiguration",
+      bootstrapTokens: [
+        {
+          token: secrets.bootstrapToken,
+          description: "ha-k8s bootstrap token; refreshed before every join",
+          ttl: "2h0m0s",
+          usages: ["signing", "authentication"],
+          groups: ["system:bootstrappers:kubeadm:default-node-token"],
+        },
+      ],
+      certificateKey: secrets.certificateKey,
+      localAPIEndpoint: { advertiseAddress: node.internalIp, bindPort: API_PORT },
+      nodeRegistration: nodeRegistration(node),
+    },
+    {
+      apiVersion: KUBEADM_API,
+      kind: "ClusterConfiguration",
+      clusterName: config.clusterName,
+      kubernetesVersion: `v${release.patch}`,
+      controlPlaneEndpoint: endpointOf(plan),
+      networking: {
+        podSubnet: config.podCidr,
+        serviceSubnet: config.serviceCidr,
+        dnsDomain: "cluster.local",
+      },
+      apiServer: {
+        certSANs: [plan.endpoint.internalIp, addresses.externalIp],
+      },
+      etcd: { local: { dataDir: "/var/lib/etcd" } },
+    },
+    {
+      apiVersion: "kubelet.config.k8s.io/v1beta1",
+      kind: "KubeletConfiguration",
+      cgroupDriver: "systemd",
+    },
+  ]);
+}
+
+/** JoinConfiguration for a control plane (with its own API endpoint and the certificate key) or a worker. */
+export function renderJoinConfiguration(plan: Plan, node: PlannedNode, secrets: JoinSecrets): string {
+  const join: Record<string, unknown> = {
+    apiVersion: KUBEADM_API,
+    kind: "JoinConfiguration",
+    discovery: {
+      bootstrapToken: {
+        apiServerEndpoint: endpointOf(plan),
+        token: secrets.bootstrapToken,
+        caCertHashes: [secrets.caCertHash],
+      },
+    },
+    nodeRegistration: nodeRegistration(node),
+  };
+  if (node.role === "control-plane") {
+    join.controlPlane = {
+      localAPIEndpoint: { advertiseAddress: node.internalIp, bindPort: API_PORT },
+      certificateKey: secrets.certificateKey,
+    };
+  } else if (node.role !== "worker") {
+    throw new Error(`${node.name} is a ${node.role}; only control planes and workers join`);
+  }
+  return yamlDocuments([join]);
+}

@@ -1,0 +1,28 @@
+// Fixed inputs shared by the unit tests.
+
+/** A real self-signed certificate (openssl, EC P-256) so caCertHash runs on real input. */
+export const TEST_CA_CERT = `-----BEGIN CERTIFICATE-----
+MIIBgDCCASWgAwIBAgIUcX81bcQmOqsiiElsZ8cGVQanBTIwCgYIKoZIzj0EAwIw
+FTETMBEGA1UEAwwKa3ViZXJuZXRlczAeFw0yNjExMjQwOTE5NTZaFw0zNjExMjEw
+OTE5NTZaMBUxEzARBgNVBAMMCmt1YmVybmV0ZXMwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAASXzuVqbeF65twhxz4OjaTi0exRxAQ3Eh0tP+pqLtKq/VKhdK9eo8g7
+sEIqya9TAFvqQ+CgCWiiIxARc6Ijw/BKo1MwUTAdBgNVHQ4EFgQUH/QGibs898Tg
+J1abWtp+qi8yFq8wHwYDVR0jBBgwFoAUH/QGibs898TgJ1abWtp+qi8yFq8wDwYD
+VR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBGAiEAr1oqzC+lbknfY0NBJHFp
+bgAjjMJRvNUJbEw1GG5i6NICIQDvO+GqCnFL2jA0hxq1onOd31Qehomq7j5YQTwh
+mbFMwA==
+-----END CERTIFICATE-----
+`;
+/** `openssl x509 -pubkey | openssl pkey -pubin -outform der | sha256sum` of TEST_CA_CERT. */
+export const TEST_CA_CERT_HASH = "sha256:7c55f89c822bb72287bbc995eb3d379b541ab8913f1cacae9d03b522bc4b64dd";
+
+export const FAKE_ADMIN_CONF = [
+  "apiVersion: v1",
+  "clusters:",
+  "- cluster:",
+  "    certificate-authority-data: LS0t",
+  "    server: https://10.10.0.2:6443",
+  "  name: kubernetes",
+  "kind: Config",
+  "",
+].join("\n");

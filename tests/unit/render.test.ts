@@ -1,0 +1,162 @@
+import { parseAllDocuments } from "yaml";
+import { execFileSync } from "child_process";
+import { ClusterConfig, resolveConfig } from "../../render/config";
+import { readProjectFile } from "../../render/project";
+import { buildPlan } from "../../render/plan";
+import { renderInitConfiguration, renderJoinConfiguration, CRI_SOCKET } from "../../render/kubeadm";
+import { RENDER_PLACEHOLDERS, caCertHash, deriveJoinTokens } from "../../render/secrets";
+import { renderBundle, shellQuote, stageDir } from "../../render/bundle";
+import { publicKubeconfig } from "../../render/kubeconfig";
+import { renderCrioDropIn } from "../../render/crio";
+import { renderCalicoResources } from "../../render/calico";
+import { TEST_CA_CERT, TEST_CA_CERT_HASH, FAKE_ADMIN_CONF } from "./fixtures";
+
+const config: ClusterConfig = resolveConfig({ workerCount: 2 }, readProjectFile().defaults).config!;
+const plan = buildPlan(config);
+const node = (name: string) => plan.nodes.find((n) => n.name === name)!;
+const docs = (text: string) => parseAllDocuments(text).map((d) => d.toJS() as Record<string, any>); // eslint-disable-line @typescript-eslint/no-explicit-any -- parsed YAML is untyped; tests index into it
+
+describe("kubeadm configuration", () => {
+  const init = docs(
+    renderInitConfiguration(config, plan, node("ha-k8s-cp-1"), RENDER_PLACEHOLDERS, { externalIp: "198.51.100.7" }),
+  );
+
+  test("init: v1beta4 Init + Cluster + Kubelet configuration", () => {
+    expect(init.map((d) => `${d.apiVersion} ${d.kind}`)).toEqual([
+      "kubeadm.k8s.io/v1beta4 InitConfiguration",
+      "kubeadm.k8s.io/v1beta4 ClusterConfiguration",
+      "kubelet.config.k8s.io/v1beta1 KubeletConfiguration",
+    ]);
+  });
+
+  test("init: endpoint, SANs, subnets, version, CRI-O socket, node IP, certificate key", () => {
+    const [initCfg, cluster, kubelet] = init;
+    expect(cluster.controlPlaneEndpoint).toBe("10.10.0.2:6443");
+    expect(cluster.apiServer.certSANs).toEqual(["10.10.0.2", "198.51.100.7"]);
+    expect(cluster.networking).toMatchObject({ podSubnet: "10.244.0.0/16", serviceSubnet: "10.96.0.0/12" });
+    expect(cluster.kubernetesVersion).toBe("v1.36.3");
+    expect(initCfg.nodeRegistration.criSocket).toBe(CRI_SOCKET);
+    expect(initCfg.nodeRegistration.kubeletExtraArgs).toEqual([{ name: "node-ip", value: "10.10.0.10" }]);
+    expect(initCfg.localAPIEndpoint).toEqual({ advertiseAddress: "10.10.0.10", bindPort: 6443 });
+    expect(initCfg.certificateKey).toBe(RENDER_PLACEHOLDERS.certificateKey);
+    expect(initCfg.bootstrapTokens[0].token).toBe(RENDER_PLACEHOLDERS.bootstrapToken);
+    expect(kubelet.cgroupDriver).toBe("systemd");
+  });
+
+  test("control-plane join carries its advertise address and the certificate key; worker join does not", () => {
+    const [cp] = docs(renderJoinConfiguration(plan, node("ha-k8s-cp-2"), RENDER_PLACEHOLDERS));
+    expect(cp.kind).toBe("JoinConfiguration");
+    expect(cp.discovery.bootstrapToken).toEqual({
+      apiServerEndpoint: "10.10.0.2:6443",
+      token: RENDER_PLACEHOLDERS.bootstrapToken,
+      caCertHashes: [RENDER_PLACEHOLDERS.caCertHash],
+    });
+    expect(cp.controlPlane).toEqual({
+      localAPIEndpoint: { advertiseAddress: "10.10.0.11", bindPort: 6443 },
+      certificateKey: RENDER_PLACEHOLDERS.certificateKey,
+    });
+    const [worker] = docs(renderJoinConfiguration(plan, node("ha-k8s-worker-1"), RENDER_PLACEHOLDERS));
+    expect(worker.controlPlane).toBeUndefined();
+    expect(worker.nodeRegistration.kubeletExtraArgs).toEqual([{ name: "node-ip", value: "10.10.0.20" }]);
+    expect(() => renderJoinConfiguration(plan, node("ha-k8s-lb-1"), RENDER_PLACEHOLDERS)).toThrow(
+      /only control planes and workers/,
+    );
+  });
+});
+
+describe("join secrets", () => {
+  test("derived token and key have kubeadm's formats, are stable, and differ per seed", () => {
+    const seed = "x".repeat(64);
+    const a = deriveJoinTokens(seed);
+    expect(a.bootstrapToken).toMatch(/^[a-z0-9]{6}\.[a-z0-9]{16}$/);
+    expect(a.certificateKey).toMatch(/^[0-9a-f]{64}$/);
+    expect(deriveJoinTokens(seed)).toEqual(a);
+    const b = deriveJoinTokens("y".repeat(64));
+    expect(b.bootstrapToken).not.toBe(a.bootstrapToken);
+    expect(b.certificateKey).not.toBe(a.certificateKey);
+    expect(() => deriveJoinTokens("short")).toThrow(/too short/);
+  });
+
+  test("caCertHash matches openssl's SPKI digest", () => {
+    expect(caCertHash(TEST_CA_CERT)).toBe(TEST_CA_CERT_HASH);
+  });
+
+  test("placeholders are well-formed for kubeadm", () => {
+    expect(RENDER_PLACEHOLDERS.bootstrapToken).toMatch(/^[a-z0-9]{6}\.[a-z0-9]{16}$/);
+    expect(RENDER_PLACEHOLDERS.certificateKey).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe("bundles", () => {
+  const sources = {
+    "lib.sh": 'log() { echo "$*" >&2; }\n',
+    "demo.sh": '. "$(dirname "$0")/lib.sh"\nlog "hello $GREETING"\ncat "$HA_K8S_STAGE/data"\n',
+  };
+
+  test("stage directories are derived from step ids and reject traversal", () => {
+    expect(stageDir("ha-k8s-cp-1/init")).toBe("/var/lib/ha-k8s/steps/ha-k8s-cp-1--init");
+    expect(() => stageDir("../etc")).toThrow();
+    expect(() => stageDir("a/../../b")).toThrow();
+  });
+
+  test("shellQuote survives quotes, dollars and newlines", () => {
+    const nasty = `it's $HOME "x"\n\`id\``;
+    expect(execFileSync("bash", ["-c", `printf %s ${shellQuote(nasty)}`]).toString()).toBe(nasty);
+  });
+
+  test("a bundle stages its files and runs the script with its environment (real bash)", () => {
+    const root = execFileSync("mktemp", ["-d"]).toString().trim();
+    const bundle = renderBundle(
+      {
+        stepId: "demo/step",
+        script: "demo.sh",
+        env: { GREETING: "world 'quoted'" },
+        files: [{ name: "data", content: "payload $NOT_EXPANDED", mode: 0o600 }],
+      },
+      sources,
+    ).replaceAll("/var/lib/ha-k8s/steps", root);
+    const result = execFileSync("bash", ["-s"], { input: bundle, stdio: ["pipe", "pipe", "pipe"] }).toString();
+    expect(result).toBe("payload $NOT_EXPANDED\n");
+    expect(
+      execFileSync("stat", ["-c", "%a", `${root}/demo--step/data`])
+        .toString()
+        .trim(),
+    ).toBe("600");
+  });
+
+  test("rejects a missing script, a bad variable name and content containing the terminator", () => {
+    expect(() => renderBundle({ stepId: "a/b", script: "nope.sh", env: {} }, sources)).toThrow(/no script nope.sh/);
+    expect(() => renderBundle({ stepId: "a/b", script: "demo.sh", env: { "bad-name": "x" } }, sources)).toThrow(
+      /not allowed/,
+    );
+    expect(() =>
+      renderBundle(
+        { stepId: "a/b", script: "demo.sh", env: {}, files: [{ name: "f", content: "x\nHA_K8S_EOF\n", mode: 0o600 }] },
+        sources,
+      ),
+    ).toThrow(/terminator/);
+  });
+});
+
+describe("small renderers", () => {
+  test("public kubeconfig points at the external address", () => {
+    const out = publicKubeconfig(FAKE_ADMIN_CONF, "198.51.100.7", 6443);
+    expect(out).toContain("    server: https://198.51.100.7:6443");
+    expect(out).not.toContain("10.10.0.2");
+    expect(() => publicKubeconfig("apiVersion: v1\n", "1.2.3.4", 6443)).toThrow(/exactly one server/);
+  });
+
+  test("CRI-O drop-in: systemd cgroups and kubeadm's pause image", () => {
+    const text = renderCrioDropIn("1.36");
+    expect(text).toContain('cgroup_manager = "systemd"');
+    expect(text).toContain('pause_image = "registry.k8s.io/pause:3.10.2"');
+  });
+
+  test("Calico installation uses the configured pod CIDR with VXLAN", () => {
+    const [installation, apiServer] = docs(renderCalicoResources({ podCidr: "10.200.0.0/16" }));
+    expect(installation.kind).toBe("Installation");
+    expect(installation.spec.calicoNetwork.ipPools[0]).toMatchObject({ cidr: "10.200.0.0/16", encapsulation: "VXLAN" });
+    expect(installation.spec.calicoNetwork.bgp).toBe("Disabled");
+    expect(apiServer.kind).toBe("APIServer");
+  });
+});
