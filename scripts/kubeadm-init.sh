@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `kubeadm init` on the first control plane, with the cluster CA Pulumi generated (so joins can
+# pin its hash) and the token and certificate key in the staged config (nothing scraped later).
+#
+# Inputs (environment): NODE_NAME, API_ENDPOINT (load balancer ip:port).
+# Inputs (staged files): kubeadm-init.yaml (Init/Cluster/KubeletConfiguration; secret),
+#   ca.crt, ca.key (secret).
+#
+# Safe to run again: an initialised node (admin.conf present, API answering) is left alone. A
+# half-finished earlier attempt is reset first. It refuses to create a second cluster when the
+# endpoint already serves one (the first control plane's VM was replaced: see README, "Recover").
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_env NODE_NAME API_ENDPOINT
+CONFIG="$(staged kubeadm-init.yaml)"
+CA_CERT="$(staged ca.crt)"
+CA_KEY="$(staged ca.key)"
+ADMIN_CONF="$(root_path /etc/kubernetes/admin.conf)"
+PKI="$(root_path /etc/kubernetes/pki)"
+
+api_ready() { kubectl --kubeconfig "$ADMIN_CONF" --request-timeout=10s get --raw /readyz >/dev/null 2>&1; }
+
+if [ -f "$ADMIN_CONF" ] && api_ready; then
+  log "$NODE_NAME is already initialised and its API answers; nothing to do"
+  exit 0
+fi
+
+if [ ! -f "$ADMIN_CONF" ] && curl -ksf --max-time 5 "https://$API_ENDPOINT/version" >/dev/null 2>&1; then
+  die "a Kubernetes API already answers at $API_ENDPOINT but this node has no admin.conf: refusing to create a second cluster (see README, 'Recover from a lost control plane')"
+fi
+
+if [ -e "$(root_path /etc/kubernetes/manifests/kube-apiserver.yaml)" ] || [ -n "$(ls -A "$(root_path /var/lib/etcd)" 2>/dev/null)" ]; then
+  log "found state of an earlier, unfinished attempt: kubeadm reset first"
+  run_redacted kubeadm reset -f || die "kubeadm reset failed"
+fi
+
+# kubeadm init keeps an existing CA; a different one would mean a different cluster.
+mkdir -p "$PKI"
+for pair in "$CA_CERT:ca.crt:644" "$CA_KEY:ca.key:600"; do
+  IFS=: read -r src name mode <<<"$pair"
+  if [ -f "$PKI/$name" ] && ! cmp -s "$src" "$PKI/$name"; then
+    die "$PKI/$name exists and differs from the cluster CA Pulumi generated; refusing to mix CAs"
+  fi
+  install_file "$src" "$PKI/$name" "$mode" || true
+done
+
+log "kubeadm init on $NODE_NAME (endpoint $API_ENDPOINT); output redacted"
+run_redacted kubeadm init --config "$CONFIG" --upload-certs || die "kubeadm init failed (output above)"
+
+wait_until 60 "the API to be ready through $API_ENDPOINT" api_ready || die "the API did not become ready after kubeadm init"
+log "control plane initialised on $NODE_NAME"

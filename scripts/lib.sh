@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Shared functions for the ha-k8s machine scripts. Sourced, never run. Every script is run by root
+# through a bundle (render/bundle.ts) that stages this file next to it.
+#
+# Test hooks (bats sets them; production leaves them empty/default):
+#   HA_K8S_ROOT   prefix for every absolute path a script touches
+#   HA_K8S_SLEEP  seconds between retries and polls (default 5)
+
+HA_K8S_ROOT="${HA_K8S_ROOT:-}"
+HA_K8S_SLEEP="${HA_K8S_SLEEP:-5}"
+HA_K8S_SCRIPT="$(basename "${BASH_SOURCE[1]:-$0}" .sh)"
+
+log() { printf '%s [%s] %s\n' "$(date -u +%H:%M:%S)" "$HA_K8S_SCRIPT" "$*" >&2; }
+warn() { log "WARNING: $*"; }
+die() {
+  log "ERROR: $*"
+  exit 1
+}
+
+# A path on the machine (under HA_K8S_ROOT in tests).
+root_path() { printf '%s%s' "$HA_K8S_ROOT" "$1"; }
+
+# retry <attempts> <command...>: runs the command until it succeeds, waiting a little longer each
+# time (HA_K8S_SLEEP, 2x, 3x ...). Returns the last exit code when every attempt failed.
+retry() {
+  local attempts="$1" n=1 rc=0
+  shift
+  while true; do
+    "$@" && return 0
+    rc=$?
+    if [ "$n" -ge "$attempts" ]; then
+      warn "gave up after $attempts attempts: $*"
+      return "$rc"
+    fi
+    log "attempt $n of $attempts failed (exit $rc): $*; retrying"
+    sleep "$((HA_K8S_SLEEP * n))"
+    n=$((n + 1))
+  done
+}
+
+# wait_until <attempts> <description> <command...>: polls a condition every HA_K8S_SLEEP seconds.
+wait_until() {
+  local attempts="$1" what="$2" n=1
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if [ "$n" -ge "$attempts" ]; then
+      log "timed out waiting for $what"
+      return 1
+    fi
+    [ $((n % 12)) -eq 0 ] && log "still waiting for $what"
+    sleep "$HA_K8S_SLEEP"
+    n=$((n + 1))
+  done
+}
+
+# cloud-init must finish before we touch apt: it may still be installing packages on first boot.
+# Exit code 2 (newer cloud-init: finished with recoverable errors) is not ours to fail on.
+wait_for_cloud_init() {
+  command -v cloud-init >/dev/null 2>&1 || return 0
+  log "waiting for cloud-init to finish"
+  local rc=0
+  cloud-init status --wait >/dev/null 2>&1 || rc=$?
+  case "$rc" in
+    0) ;;
+    2) warn "cloud-init finished with recoverable errors; continuing" ;;
+    *) warn "cloud-init status exited $rc; continuing" ;;
+  esac
+}
+
+# apt-get that waits for the dpkg lock (unattended-upgrades on a fresh VM) instead of failing.
+apt_get() {
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold "$@"
+}
+
+# install_file <source> <destination> <mode>: installs the file only when its content or mode
+# differs. Returns 0 when it changed something, 1 when the destination was already right.
+install_file() {
+  local src="$1" dst="$2" mode="$3"
+  if [ -f "$dst" ] && cmp -s "$src" "$dst" && [ "$(stat -c %a "$dst")" = "$mode" ]; then
+    return 1
+  fi
+  mkdir -p "$(dirname "$dst")"
+  install -m "$mode" "$src" "$dst"
+  log "installed $dst"
+  return 0
+}
+
+# write_file <destination> <mode> < content: install_file for generated content.
+write_file() {
+  local tmp rc=0
+  tmp="$(mktemp)"
+  cat >"$tmp"
+  install_file "$tmp" "$1" "$2" || rc=$?
+  rm -f "$tmp"
+  return "$rc"
+}
+
+# Removes bootstrap tokens and 64-hex keys (certificate key, discovery hashes' digests) from text,
+# so kubeadm's chatter can be shown without leaking what it echoes.
+redact() {
+  sed -E -e 's/[a-z0-9]{6}\.[a-z0-9]{16}/<redacted-token>/g' -e 's/[0-9a-fA-F]{64}/<redacted-key>/g'
+}
+
+# run_redacted <command...>: runs it with stdout and stderr redacted onto stderr; keeps its exit code.
+run_redacted() {
+  local rc=0
+  "$@" 2>&1 | redact >&2 || rc=${PIPESTATUS[0]}
+  return "$rc"
+}
+
+# The staged input file <name>, which must exist.
+staged() {
+  local file="${HA_K8S_STAGE:?HA_K8S_STAGE is not set}/$1"
+  [ -f "$file" ] || die "staged file $1 is missing from $HA_K8S_STAGE"
+  printf '%s' "$file"
+}
+
+require_env() {
+  local name
+  for name in "$@"; do
+    [ -n "${!name:-}" ] || die "environment variable $name is not set"
+  done
+}
+
+# kubectl with the admin kubeconfig and a bounded request time.
+kctl() { kubectl --kubeconfig "$(root_path "${KUBECONFIG_PATH:-/etc/kubernetes/admin.conf}")" --request-timeout=20s "$@"; }
+
+# etcdctl inside the local etcd static pod (its image carries etcdctl), authenticated with the
+# kubeadm-generated etcd certificates.
+etcdctl_local() {
+  local id
+  id="$(crictl ps --name '^etcd$' --state running -q 2>/dev/null | head -n 1)"
+  [ -n "$id" ] || return 1
+  crictl exec "$id" etcdctl --endpoints=https://127.0.0.1:2379 \
+    --cacert=/etc/kubernetes/pki/etcd/ca.crt \
+    --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt \
+    --key=/etc/kubernetes/pki/etcd/healthcheck-client.key \
+    --command-timeout=10s "$@"
+}
+
+# listening_on <port>: something accepts TCP connections on that local port.
+listening_on() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Delete-time action on the first control plane when a node leaves the cluster (scale-down or VM
+# replacement): drain it, remove its etcd member if it is a control plane, delete the Node object.
+# Runs before the node's own `kubeadm reset` and before its VM is deleted.
+#
+# Inputs (environment): MEMBER_NODE, MEMBER_ROLE (control-plane|worker), MEMBER_IP, KUBECONFIG_PATH.
+#
+# Best effort and bounded: it succeeds, doing what it still can, when the node, its etcd member or
+# the whole API is already gone, so `pulumi destroy` and scale-downs are never held hostage.
+set -uo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_env MEMBER_NODE MEMBER_ROLE MEMBER_IP KUBECONFIG_PATH
+
+if ! kctl get --raw /readyz >/dev/null 2>&1; then
+  warn "the API does not answer; skipping drain and Node deletion of $MEMBER_NODE"
+else
+  if kctl get node "$MEMBER_NODE" >/dev/null 2>&1; then
+    log "draining $MEMBER_NODE (bounded to 120 s)"
+    kctl cordon "$MEMBER_NODE" >&2 || warn "cordon failed"
+    timeout 150 kubectl --kubeconfig "$(root_path "$KUBECONFIG_PATH")" drain "$MEMBER_NODE" \
+      --ignore-daemonsets --delete-emptydir-data --force --timeout=120s >&2 ||
+      warn "drain did not complete; continuing"
+  else
+    log "node $MEMBER_NODE is not in the cluster; nothing to drain"
+  fi
+fi
+
+if [ "$MEMBER_ROLE" = control-plane ]; then
+  member_id="$(etcdctl_local member list 2>/dev/null | grep -F "https://$MEMBER_IP:2380" | cut -d, -f1 || true)"
+  if [ -n "$member_id" ]; then
+    log "removing etcd member $member_id ($MEMBER_IP)"
+    etcdctl_local member remove "$member_id" >&2 || warn "etcd member removal failed"
+  else
+    log "no etcd member with peer URL https://$MEMBER_IP:2380; nothing to remove"
+  fi
+fi
+
+if kctl get --raw /readyz >/dev/null 2>&1; then
+  kctl delete node "$MEMBER_NODE" --ignore-not-found >&2 || warn "could not delete node $MEMBER_NODE"
+fi
+log "$MEMBER_NODE removed from the cluster"
+exit 0

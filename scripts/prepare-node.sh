@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Prepares a control plane or worker for kubeadm: swap off for good, kernel modules and sysctls for
+# pod networking, CRI-O and kubelet/kubeadm/kubectl of one Kubernetes minor from their official
+# repositories, held at that version.
+#
+# Inputs (environment): NODE_ROLE (control-plane|worker), K8S_MINOR (1.36), K8S_VERSION (v1.36.3),
+#   K8S_DEB_VERSION (1.36.3-1.1), KUBERNETES_APT_REPO, CRIO_APT_REPO (URLs ending in /deb/).
+# Inputs (staged files): crio.conf, the CRI-O drop-in (pause image, systemd cgroups).
+#
+# Safe to run again: every file is written only when its content differs, apt-get update runs only
+# when a repository changed or a package is missing, services restart only when their config changed.
+#
+# Corrections to the seed runbook: swap stays off through fstab (not a @reboot crontab); CRI-O comes
+# from its current repository (download.opensuse.org isv:cri-o:stable, cri-o/packaging#288); one
+# apt-get update instead of four; no hard-coded NIC (the node IP comes from the kubeadm config).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_env NODE_ROLE K8S_MINOR K8S_VERSION K8S_DEB_VERSION KUBERNETES_APT_REPO CRIO_APT_REPO
+CRIO_DROP_IN="$(staged crio.conf)"
+KUBE_PACKAGES=(kubelet kubeadm kubectl)
+CRI_SOCKET="unix:///var/run/crio/crio.sock"
+
+wait_for_cloud_init
+
+log "turning swap off (kubelet requires it) and keeping it off across reboots"
+swapoff -a
+fstab="$(root_path /etc/fstab)"
+if [ -f "$fstab" ] && grep -Eq '^[^#].*[[:space:]]swap[[:space:]]' "$fstab"; then
+  sed -E -i.ha-k8s.bak 's|^([^#].*[[:space:]]swap[[:space:]].*)$|# disabled by ha-k8s: \1|' "$fstab"
+  log "commented out swap entries in /etc/fstab"
+fi
+
+log "loading overlay and br_netfilter now and at boot"
+write_file "$(root_path /etc/modules-load.d/k8s.conf)" 644 <<'EOF' || true
+overlay
+br_netfilter
+EOF
+modprobe overlay
+modprobe br_netfilter
+
+log "setting bridge netfilter and IP forwarding sysctls"
+if write_file "$(root_path /etc/sysctl.d/99-kubernetes.conf)" 644 <<'EOF'; then
+net.bridge.bridge-nf-call-iptables  = 1
+net.bridge.bridge-nf-call-ip6tables = 1
+net.ipv4.ip_forward                 = 1
+EOF
+  sysctl --system >/dev/null
+fi
+
+# --- package repositories: keys and sources, written only when they differ -----------------------
+apt_changed=false
+keyrings="$(root_path /etc/apt/keyrings)"
+mkdir -p "$keyrings"
+if ! command -v curl >/dev/null 2>&1 || ! command -v gpg >/dev/null 2>&1; then
+  log "curl or gpg missing; installing them first (an extra apt-get update)"
+  apt_get update -q
+  apt_get install -y -q curl gpg ca-certificates
+fi
+
+# add_repo <name> <url>: fetches <url>Release.key (retried), dearmors it, writes the source list.
+add_repo() {
+  local name="$1" url="$2" key tmp
+  key="$keyrings/$name-apt-keyring.gpg"
+  tmp="$(mktemp)"
+  retry 5 curl -fsSL --connect-timeout 10 --max-time 60 "${url}Release.key" -o "$tmp.asc" ||
+    die "cannot download the $name repository key from ${url}Release.key"
+  gpg --batch --yes --dearmor -o "$tmp" "$tmp.asc"
+  rm -f "$tmp.asc"
+  if install_file "$tmp" "$key" 644; then apt_changed=true; fi
+  rm -f "$tmp"
+  if write_file "$(root_path "/etc/apt/sources.list.d/$name.list")" 644 <<EOF; then
+deb [signed-by=/etc/apt/keyrings/$name-apt-keyring.gpg] $url /
+EOF
+    apt_changed=true
+  fi
+}
+log "configuring repositories: Kubernetes $K8S_MINOR and CRI-O $K8S_MINOR"
+add_repo kubernetes "$KUBERNETES_APT_REPO"
+add_repo cri-o "$CRIO_APT_REPO"
+
+# --- packages ---------------------------------------------------------------------------------
+installed_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true; }
+needs_install=false
+for pkg in "${KUBE_PACKAGES[@]}"; do
+  [ "$(installed_version "$pkg")" = "$K8S_DEB_VERSION" ] || needs_install=true
+done
+[ -n "$(installed_version cri-o)" ] || needs_install=true
+
+if [ "$apt_changed" = true ] || [ "$needs_install" = true ]; then
+  log "apt-get update (once)"
+  retry 3 apt_get update -q
+fi
+if [ "$needs_install" = true ]; then
+  log "installing cri-o and kubelet/kubeadm/kubectl $K8S_DEB_VERSION"
+  apt-mark unhold "${KUBE_PACKAGES[@]}" cri-o >/dev/null 2>&1 || true
+  retry 3 apt_get install -y -q --allow-change-held-packages cri-o \
+    "kubelet=$K8S_DEB_VERSION" "kubeadm=$K8S_DEB_VERSION" "kubectl=$K8S_DEB_VERSION" ||
+    die "package installation failed (see apt-get output above)"
+else
+  log "cri-o and kubelet/kubeadm/kubectl $K8S_DEB_VERSION already installed"
+fi
+apt-mark hold "${KUBE_PACKAGES[@]}" cri-o >/dev/null
+
+# --- CRI-O configuration ----------------------------------------------------------------------
+crio_changed=false
+if install_file "$CRIO_DROP_IN" "$(root_path /etc/crio/crio.conf.d/20-ha-k8s.conf)" 644; then crio_changed=true; fi
+# Older CRI-O packages shipped an active bridge config that puts pods in 10.85.0.0/16, past Calico.
+for conflist in "$(root_path /etc/cni/net.d)"/*bridge*.conflist; do
+  [ -e "$conflist" ] || continue
+  mv "$conflist" "$conflist.disabled"
+  log "disabled $conflist"
+  crio_changed=true
+done
+write_file "$(root_path /etc/crictl.yaml)" 644 <<EOF || true
+runtime-endpoint: $CRI_SOCKET
+image-endpoint: $CRI_SOCKET
+timeout: 10
+EOF
+
+systemctl daemon-reload
+systemctl enable crio >/dev/null 2>&1
+if [ "$crio_changed" = true ] && systemctl is-active --quiet crio; then
+  log "restarting crio for its new configuration"
+  systemctl restart crio
+else
+  systemctl start crio
+fi
+systemctl enable kubelet >/dev/null 2>&1
+
+if [ "$NODE_ROLE" = control-plane ]; then
+  log "pre-pulling control-plane images for $K8S_VERSION (shortens init and join)"
+  retry 3 kubeadm config images pull --kubernetes-version "$K8S_VERSION" --cri-socket "$CRI_SOCKET" >&2 ||
+    warn "image pre-pull failed; kubeadm will pull during init/join"
+fi
+log "node prepared: $(kubeadm version -o short 2>/dev/null || echo "kubeadm $K8S_DEB_VERSION"), CRI-O $K8S_MINOR"

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs on a live control plane right before another node joins: makes sure the bootstrap token is
+# valid for at least another hour (tokens expire; a node added days later must still join) and,
+# for a control-plane join, re-uploads the control-plane certificates (kubeadm deletes them two
+# hours after upload).
+#
+# Inputs (environment): JOIN_NODE, JOIN_ROLE (control-plane|worker), KUBECONFIG_PATH.
+# Inputs (staged files): bootstrap-token (secret); for control planes kubeadm-upload-certs.yaml
+#   (an InitConfiguration carrying the certificate key; secret).
+#
+# The token is written as its kube-system Secret through kubectl's stdin, so it never appears in a
+# command line or a log. Safe to run again: a token with more than an hour left is kept; the
+# certificate upload is idempotent.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_env JOIN_NODE JOIN_ROLE KUBECONFIG_PATH
+TOKEN_FILE="$(staged bootstrap-token)"
+TOKEN="$(tr -d '[:space:]' <"$TOKEN_FILE")"
+[[ "$TOKEN" =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]] || die "the staged bootstrap token is malformed"
+TOKEN_ID="${TOKEN%%.*}"
+TOKEN_SECRET="${TOKEN#*.}"
+MIN_REMAINING=3600
+TTL=7200
+
+wait_until 24 "the API" kctl get --raw /readyz || die "the API does not answer; cannot prepare the join of $JOIN_NODE"
+
+remaining=-1
+expiration="$(kctl -n kube-system get secret "bootstrap-token-$TOKEN_ID" -o jsonpath='{.data.expiration}' 2>/dev/null | base64 -d 2>/dev/null || true)"
+if [ -n "$expiration" ]; then
+  remaining=$(($(date -u -d "$expiration" +%s) - $(date -u +%s)))
+fi
+if [ "$remaining" -gt "$MIN_REMAINING" ]; then
+  log "bootstrap token $TOKEN_ID valid for another $((remaining / 60)) min; keeping it"
+else
+  log "bootstrap token $TOKEN_ID missing or expiring: issuing it for $((TTL / 3600)) h for $JOIN_NODE"
+  kctl apply -f - >/dev/null <<YAML || die "cannot write the bootstrap token"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bootstrap-token-$TOKEN_ID
+  namespace: kube-system
+type: bootstrap.kubernetes.io/token
+stringData:
+  description: "ha-k8s: join of $JOIN_NODE"
+  token-id: "$TOKEN_ID"
+  token-secret: "$TOKEN_SECRET"
+  expiration: "$(date -u -d "@$(($(date -u +%s) + TTL))" +%Y-%m-%dT%H:%M:%SZ)"
+  usage-bootstrap-authentication: "true"
+  usage-bootstrap-signing: "true"
+  auth-extra-groups: system:bootstrappers:kubeadm:default-node-token
+YAML
+fi
+
+if [ "$JOIN_ROLE" = control-plane ]; then
+  log "re-uploading control-plane certificates for $JOIN_NODE (valid 2 h); output redacted"
+  run_redacted kubeadm init phase upload-certs --upload-certs --config "$(staged kubeadm-upload-certs.yaml)" ||
+    die "kubeadm could not upload the control-plane certificates"
+fi
+log "join credentials ready for $JOIN_NODE ($JOIN_ROLE)"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Last step of every deployment: fails `pulumi up` with a clear message unless every expected node
+# is Ready, every control plane has a started, healthy etcd member, and the API answers through the
+# load balancer.
+#
+# Inputs (environment): EXPECTED_NODES (space-separated names), EXPECTED_ETCD_PEERS (control-plane
+#   IPs, space-separated), API_ENDPOINT, KUBECONFIG_PATH.
+#
+# Safe to run again: it only reads.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_env EXPECTED_NODES EXPECTED_ETCD_PEERS API_ENDPOINT KUBECONFIG_PATH
+problems=()
+
+# shellcheck disable=SC2086 # word splitting of the space-separated lists is intended
+set -- $EXPECTED_NODES
+for node in "$@"; do
+  wait_until 60 "$node to be Ready" kctl wait --for=condition=Ready --timeout=5s "node/$node" ||
+    problems+=("node $node is not Ready")
+done
+
+members="$(etcdctl_local member list 2>/dev/null || true)"
+for ip in $EXPECTED_ETCD_PEERS; do
+  grep -Eq "^[0-9a-f]+, started, [^,]+, https://${ip//./\\.}:2380, .*, false$" <<<"$members" ||
+    problems+=("no started etcd voting member at $ip")
+done
+expected_members=$(wc -w <<<"$EXPECTED_ETCD_PEERS")
+actual_members=$(grep -c . <<<"$members" || true)
+if [ "$actual_members" -gt "$expected_members" ]; then
+  warn "etcd has $actual_members members, $expected_members expected; the others are being removed"
+fi
+etcdctl_local endpoint health --cluster >/dev/null 2>&1 || problems+=("etcd reports an unhealthy member")
+
+if ! readyz="$(kubectl --kubeconfig "$(root_path "$KUBECONFIG_PATH")" --server "https://$API_ENDPOINT" \
+  --request-timeout=10s get --raw /readyz 2>&1)" || [ "$readyz" != ok ]; then
+  problems+=("the API does not answer ready through the load balancer at $API_ENDPOINT: $readyz")
+fi
+
+if [ "${#problems[@]}" -gt 0 ]; then
+  for p in "${problems[@]}"; do log "FAILED: $p"; done
+  die "the cluster is not healthy (${#problems[@]} problem(s) above)"
+fi
+kctl get nodes -o wide >&2 || true
+log "cluster healthy: $(wc -w <<<"$EXPECTED_NODES") nodes Ready, $expected_members etcd members, API ready through $API_ENDPOINT"
