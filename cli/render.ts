@@ -7,6 +7,7 @@ import * as path from "path";
 import { formatIssues, resolveConfig } from "../render/config";
 import { renderAll } from "../render/artifacts";
 import { listStacks, readProjectFile, readStackFile } from "../render/project";
+import { readScriptSources } from "../render/scripts";
 
 const USAGE = "usage: npm run render -- --stack <name> --out <dir>";
 
@@ -43,7 +44,7 @@ export function main(argv: readonly string[]): number {
     console.error(formatIssues(`Invalid configuration for stack "${options.stack}":`, resolved.errors));
     return 1;
   }
-  const { plan, files } = renderAll(resolved.config);
+  const { plan, files } = renderAll(resolved.config, readScriptSources());
   const out = path.resolve(options.out);
   fs.mkdirSync(out, { recursive: true });
   for (const file of files) {

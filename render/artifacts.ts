@@ -1,9 +1,12 @@
 // Everything `pulumi up` would put on machines, as files keyed by their path in the render output.
-// The CLI writes them, the artifact tests feed them to the real consumers (kubeadm, haproxy,
-// shellcheck), and the components use the same renderers. Pure: no Pulumi, no I/O.
+// The CLI writes them, the artifact suite feeds them to the real consumers (kubeadm, haproxy,
+// shellcheck), and the components call the same renderers. Pure: script sources are passed in.
 
 import { ClusterConfig } from "./config";
+import { renderHaproxyForPlan } from "./haproxy";
 import { Plan, buildPlan } from "./plan";
+import { RENDER_PLACEHOLDERS } from "./secrets";
+import { DeployValues, renderStepCommand, stepTraits } from "./steps";
 
 /**
  * What consumes a file, so the artifact suite knows which real tool checks it:
@@ -13,7 +16,7 @@ import { Plan, buildPlan } from "./plan";
 export type RenderedKind = "plan" | "kubeadm-config" | "haproxy-config" | "script" | "manifest" | "other";
 
 export interface RenderedFile {
-  /** Path relative to the output directory, e.g. "plan.json" or "ha-k8s-cp-1/01-prepare.sh". */
+  /** Path relative to the output directory, e.g. "plan.json" or "ha-k8s-cp-1/02-init.sh". */
   readonly path: string;
   readonly content: string;
   /** File mode, e.g. 0o755 for scripts. */
@@ -26,10 +29,36 @@ export interface RenderResult {
   readonly files: readonly RenderedFile[];
 }
 
-export function renderAll(config: ClusterConfig): RenderResult {
+/**
+ * Renders the plan and, per machine, every step bundle in run order
+ * (`<node>/<NN>-<step>.sh`, exactly what is piped to `sudo bash -s`) with the files it stages
+ * (`<node>/<NN>-<step>/<file>`). Deploy-time values default to clear placeholders.
+ */
+export function renderAll(
+  config: ClusterConfig,
+  scriptSources: Readonly<Record<string, string>>,
+  values: DeployValues = RENDER_PLACEHOLDERS,
+): RenderResult {
   const plan = buildPlan(config);
   const files: RenderedFile[] = [
-    { path: "plan.json", content: `${JSON.stringify(plan, null, 2)}\n`, mode: 0o644, kind: "plan" },
+    { path: "loadbalancer/haproxy.cfg", content: renderHaproxyForPlan(plan), mode: 0o644, kind: "haproxy-config" },
   ];
+  const counters = new Map<string, number>();
+  const stepFiles = new Map<string, { script: string; onDelete?: string }>();
+  for (const step of plan.steps) {
+    if (step.kind === "vm") continue;
+    const command = renderStepCommand(config, plan, step, stepTraits(step).secret ? values : undefined, scriptSources);
+    const n = (counters.get(step.node) ?? 0) + 1;
+    counters.set(step.node, n);
+    const about = step.subject === step.node || step.subject === "cluster" ? "" : `-${step.subject}`;
+    const base = `${step.node}/${String(n).padStart(2, "0")}-${step.kind}${about}`;
+    files.push({ path: `${base}.sh`, content: command.bundle, mode: 0o755, kind: "script" });
+    for (const staged of command.files) {
+      files.push({ path: `${base}/${staged.name}`, content: staged.content, mode: staged.mode, kind: staged.kind });
+    }
+    stepFiles.set(step.id, { script: `${base}.sh`, onDelete: command.deleteCommand });
+  }
+  const planJson = { ...plan, steps: plan.steps.map((s) => ({ ...s, ...stepFiles.get(s.id) })) };
+  files.unshift({ path: "plan.json", content: `${JSON.stringify(planJson, null, 2)}\n`, mode: 0o644, kind: "plan" });
   return { plan, files };
 }
