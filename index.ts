@@ -1,12 +1,56 @@
-// ha-k8s: config → components → exports. Everything else lives in components/ (the GCP and SSH
-// wiring) and render/ (pure renderers shared with `npm run render` and the tests).
+// ha-k8s: config → components → exports. The GCP and SSH wiring lives in components/, everything
+// rendered onto machines in render/ (shared with `npm run render` and the tests).
 
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterAccess } from "./components/access";
+import { ClusterBootstrap } from "./components/bootstrap";
 import { loadClusterConfig } from "./components/config";
+import { LoadBalancer } from "./components/loadbalancer";
+import { Network } from "./components/network";
+import { NodePool } from "./components/nodes";
+import { ClusterPki } from "./components/pki";
+import { guardedControlPlaneCount } from "./components/guard";
+import { SSH_USER } from "./components/vm";
 import { buildPlan } from "./render/plan";
 
-const config = loadClusterConfig();
+const config = loadClusterConfig({ requireProject: !pulumi.runtime.isDryRun() });
 const plan = buildPlan(config);
+const cluster = config.clusterName;
 
-export const clusterName = config.clusterName;
+const network = new Network(cluster, { config, plan });
+const access = new ClusterAccess(cluster, { config });
+const pki = new ClusterPki(cluster, { clusterName: cluster });
+const machineArgs = {
+  config,
+  plan,
+  subnetwork: network.subnetwork.id,
+  serviceAccountEmail: access.serviceAccountEmail,
+  sshPublicKey: access.sshPublicKey,
+};
+const loadBalancer = new LoadBalancer(`${cluster}-lb`, machineArgs);
+const nodePool = new NodePool(`${cluster}-nodes`, machineArgs);
+const bootstrap = new ClusterBootstrap(`${cluster}-bootstrap`, {
+  config,
+  plan,
+  instances: new Map([...loadBalancer.instances, ...nodePool.instances]),
+  externalIp: loadBalancer.externalIp,
+  sshPrivateKey: access.sshPrivateKey,
+  caCertPem: pki.caCertPem,
+  caKeyPem: pki.caKeyPem,
+  caCertHash: pki.caCertHash,
+  bootstrapToken: pki.bootstrapToken,
+  certificateKey: pki.certificateKey,
+});
+
+export const clusterName = cluster;
+/** Read back by the next deployment to refuse scale-downs that would risk etcd quorum. */
+export const controlPlaneCount = guardedControlPlaneCount(config.controlPlaneCount);
+export const kubernetesVersion = plan.cluster.kubernetesPatch;
 export const controlPlaneEndpoint = `${plan.endpoint.internalIp}:${plan.endpoint.port}`;
+export const loadBalancerInternalIp = loadBalancer.internalIp;
+export const loadBalancerExternalIp = loadBalancer.externalIp;
 export const nodes = plan.nodes.map((n) => ({ name: n.name, role: n.role, zone: n.zone, internalIp: n.internalIp }));
+export const kubeconfig = bootstrap.kubeconfig;
+export const sshPrivateKey = access.sshPrivateKey;
+export const sshCommand = pulumi.interpolate`pulumi stack output --show-secrets sshPrivateKey > ${cluster}-ssh.key && chmod 600 ${cluster}-ssh.key && ssh -i ${cluster}-ssh.key ${SSH_USER}@${loadBalancer.externalIp}`;
+export const caCertHash = pki.caCertHash;

@@ -1,0 +1,132 @@
+// Runs the plan's bootstrap steps on the machines: one @pulumi/command remote.Command per step,
+// depending on exactly the commands (or VMs) the plan says, so the order Pulumi follows is the
+// order plan.json shows. Each command pipes its rendered bundle (render/steps.ts) to `sudo bash
+// -s` over SSH, through the load balancer as jump host (nodes have no external IP).
+
+import * as command from "@pulumi/command";
+import * as gcp from "@pulumi/gcp";
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterConfig } from "../render/config";
+import { publicKubeconfig } from "../render/kubeconfig";
+import { API_PORT, Plan, Step } from "../render/plan";
+import { readScriptSources } from "../render/scripts";
+import { DeployValues, RUN_BUNDLE_COMMAND, renderStepCommand, stepTraits } from "../render/steps";
+import { SSH_USER } from "./vm";
+
+export interface ClusterBootstrapArgs {
+  readonly config: ClusterConfig;
+  readonly plan: Plan;
+  /** Every VM of the plan by node name. */
+  readonly instances: ReadonlyMap<string, gcp.compute.Instance>;
+  /** The jump host's (and the API's) public address. */
+  readonly externalIp: pulumi.Input<string>;
+  readonly sshPrivateKey: pulumi.Input<string>;
+  readonly caCertPem: pulumi.Input<string>;
+  readonly caKeyPem: pulumi.Input<string>;
+  readonly caCertHash: pulumi.Input<string>;
+  readonly bootstrapToken: pulumi.Input<string>;
+  readonly certificateKey: pulumi.Input<string>;
+}
+
+/** SSH dial retries cover VMs that are still booting (10 x 30 s at most per connection). */
+const DIAL = { dialErrorLimit: 20, perDialTimeout: 30 } as const;
+
+export class ClusterBootstrap extends pulumi.ComponentResource {
+  /** Commands by step id. */
+  readonly commands: ReadonlyMap<string, command.remote.Command>;
+  /** admin.conf pointed at the load balancer's external address; secret. */
+  readonly kubeconfig: pulumi.Output<string>;
+
+  constructor(name: string, args: ClusterBootstrapArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("ha-k8s:index:ClusterBootstrap", name, {}, opts);
+    const { config, plan } = args;
+    const sources = readScriptSources();
+    const values: pulumi.Output<DeployValues> = pulumi
+      .all([args.externalIp, args.caCertPem, args.caKeyPem, args.caCertHash, args.bootstrapToken, args.certificateKey])
+      .apply(([externalIp, caCertPem, caKeyPem, caCertHash, bootstrapToken, certificateKey]) => ({
+        externalIp,
+        caCertPem,
+        caKeyPem,
+        caCertHash,
+        bootstrapToken,
+        certificateKey,
+      }));
+
+    const jumpHost = { host: args.externalIp, user: SSH_USER, privateKey: args.sshPrivateKey, ...DIAL };
+    const connectionTo = (nodeName: string): command.types.input.remote.ConnectionArgs => {
+      const node = plan.nodes.find((n) => n.name === nodeName);
+      if (!node) throw new Error(`unknown node ${nodeName}`);
+      return node.role === "loadbalancer" ? jumpHost : { ...jumpHost, host: node.internalIp, proxy: jumpHost };
+    };
+    const instanceOf = (nodeName: string): gcp.compute.Instance => {
+      const instance = args.instances.get(nodeName);
+      if (!instance) throw new Error(`no VM for node ${nodeName}`);
+      return instance;
+    };
+
+    const resources = new Map<string, pulumi.Resource>();
+    const commands = new Map<string, command.remote.Command>();
+    for (const step of plan.steps) {
+      if (step.kind === "vm") {
+        resources.set(step.id, instanceOf(step.node));
+        continue;
+      }
+      const cmd = this.stepCommand(step, config, plan, values, sources, connectionTo, instanceOf, resources);
+      resources.set(step.id, cmd);
+      commands.set(step.id, cmd);
+    }
+    this.commands = commands;
+
+    const kubeconfigStep = plan.steps.find((s) => s.kind === "kubeconfig");
+    const adminConf = kubeconfigStep ? commands.get(kubeconfigStep.id)!.stdout : pulumi.output("");
+    this.kubeconfig = pulumi.secret(
+      pulumi.all([adminConf, args.externalIp]).apply(([conf, ip]) => publicKubeconfig(conf, ip, API_PORT)),
+    );
+    this.registerOutputs({ steps: [...commands.keys()] });
+  }
+
+  private stepCommand(
+    step: Step,
+    config: ClusterConfig,
+    plan: Plan,
+    values: pulumi.Output<DeployValues>,
+    sources: Readonly<Record<string, string>>,
+    connectionTo: (node: string) => command.types.input.remote.ConnectionArgs,
+    instanceOf: (node: string) => gcp.compute.Instance,
+    resources: ReadonlyMap<string, pulumi.Resource>,
+  ): command.remote.Command {
+    const shape = stepTraits(step);
+    // Steps without secrets render now, in plain text, so `pulumi preview` shows their changes;
+    // the others wait for the deploy-time secrets and stay secret.
+    const stdin = shape.secret
+      ? pulumi.secret(values.apply((v) => renderStepCommand(config, plan, step, v, sources).bundle))
+      : renderStepCommand(config, plan, step, undefined, sources).bundle;
+    const subject = step.subject === "cluster" ? step.node : step.subject;
+    return new command.remote.Command(
+      step.id.replace("/", "-"),
+      {
+        connection: connectionTo(step.node),
+        create: RUN_BUNDLE_COMMAND,
+        delete: shape.deleteCommand,
+        stdin,
+        // A new VM (replacement) means a new machine: run the step again from scratch.
+        triggers: [instanceOf(subject).instanceId],
+        // Secret-bearing steps print progress on stderr only (redacted by the scripts); the
+        // kubeconfig step's stdout is the admin kubeconfig and never printed.
+        logging: shape.secret ? "stderr" : "stdoutAndStderr",
+        addPreviousOutputInEnv: false,
+      },
+      {
+        parent: this,
+        dependsOn: step.dependsOn.map((id) => {
+          const dep = resources.get(id);
+          if (!dep) throw new Error(`step ${step.id} depends on ${id}, which is not created before it`);
+          return dep;
+        }),
+        additionalSecretOutputs: shape.secret ? ["stdout", "stderr"] : [],
+        deleteBeforeReplace: true,
+        customTimeouts: { create: "40m", update: "40m", delete: "10m" },
+      },
+    );
+  }
+}

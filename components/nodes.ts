@@ -1,0 +1,38 @@
+// The Kubernetes machines: control planes and workers, each with its static internal address,
+// spread over the zones as the plan says (control planes first, on distinct zones).
+
+import * as gcp from "@pulumi/gcp";
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterConfig } from "../render/config";
+import { Plan } from "../render/plan";
+import { createVm } from "./vm";
+
+export interface NodePoolArgs {
+  readonly config: ClusterConfig;
+  readonly plan: Plan;
+  readonly subnetwork: pulumi.Input<string>;
+  readonly serviceAccountEmail: pulumi.Input<string>;
+  readonly sshPublicKey: pulumi.Input<string>;
+}
+
+export class NodePool extends pulumi.ComponentResource {
+  /** Instances by node name. */
+  readonly instances: ReadonlyMap<string, gcp.compute.Instance>;
+
+  constructor(name: string, args: NodePoolArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("ha-k8s:index:NodePool", name, {}, opts);
+    const instances = new Map<string, gcp.compute.Instance>();
+    for (const node of args.plan.nodes.filter((n) => n.role !== "loadbalancer")) {
+      const { instance } = createVm(this, {
+        config: args.config,
+        node,
+        subnetwork: args.subnetwork,
+        serviceAccountEmail: args.serviceAccountEmail,
+        sshPublicKey: args.sshPublicKey,
+      });
+      instances.set(node.name, instance);
+    }
+    this.instances = instances;
+    this.registerOutputs({ nodes: [...instances.keys()] });
+  }
+}

@@ -1,0 +1,85 @@
+// One VM of the plan with its reserved static internal address. Shared by the node pool and the
+// load balancer so every machine gets the same hardening: Shielded VM, no project-wide SSH keys,
+// a dedicated service account with minimal scopes, labels for policy and billing.
+
+import * as gcp from "@pulumi/gcp";
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterConfig } from "../render/config";
+import { PlannedNode, names } from "../render/plan";
+
+export const SSH_USER = "k8sadmin";
+
+export interface VmArgs {
+  readonly config: ClusterConfig;
+  readonly node: PlannedNode;
+  readonly subnetwork: pulumi.Input<string>;
+  readonly serviceAccountEmail: pulumi.Input<string>;
+  /** OpenSSH public key of the per-stack key pair, installed for SSH_USER. */
+  readonly sshPublicKey: pulumi.Input<string>;
+  /** Reserved external address; only the load balancer has one. */
+  readonly externalAddress?: pulumi.Input<string>;
+}
+
+/**
+ * Changing the image, machine type or zone of an existing VM would replace it, and Pulumi would
+ * replace every such VM at once (all control planes: etcd loses quorum). So those changes apply to
+ * new VMs only; existing ones are rolled one at a time on purpose (README, "Operating the cluster").
+ */
+export const ROLL_EXPLICITLY = ["bootDisk.initializeParams.image", "machineType", "zone"];
+
+export function createVm(
+  parent: pulumi.Resource,
+  args: VmArgs,
+): { address: gcp.compute.Address; instance: gcp.compute.Instance } {
+  const { config, node } = args;
+  const address = new gcp.compute.Address(
+    names.nodeAddress(node.name),
+    {
+      name: names.nodeAddress(node.name),
+      region: config.region,
+      subnetwork: args.subnetwork,
+      addressType: "INTERNAL",
+      address: node.internalIp,
+      description: `static internal address of ${node.name}`,
+    },
+    { parent },
+  );
+  const instance = new gcp.compute.Instance(
+    node.name,
+    {
+      name: node.name,
+      zone: node.zone,
+      machineType: node.machineType,
+      tags: [...node.tags],
+      labels: { "ha-k8s-cluster": config.clusterName, "ha-k8s-role": node.role },
+      bootDisk: {
+        autoDelete: true,
+        initializeParams: { image: config.image, size: config.diskSizeGb, type: "pd-balanced" },
+      },
+      networkInterfaces: [
+        {
+          subnetwork: args.subnetwork,
+          networkIp: address.address,
+          accessConfigs: args.externalAddress ? [{ natIp: args.externalAddress }] : [],
+        },
+      ],
+      // Pods are routed by Calico (VXLAN); forwarding lets replies leave with pod addresses.
+      canIpForward: node.role !== "loadbalancer",
+      shieldedInstanceConfig: { enableSecureBoot: true, enableVtpm: true, enableIntegrityMonitoring: true },
+      metadata: {
+        "ssh-keys": pulumi.interpolate`${SSH_USER}:${args.sshPublicKey}`,
+        "block-project-ssh-keys": "true",
+        "enable-oslogin": "FALSE",
+      },
+      serviceAccount: {
+        email: args.serviceAccountEmail,
+        scopes: ["https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring.write"],
+      },
+      scheduling: { automaticRestart: true, onHostMaintenance: "MIGRATE" },
+      allowStoppingForUpdate: false,
+    },
+    // Same name after replacement, so the old VM must go first; its address stays reserved.
+    { parent, deleteBeforeReplace: true, ignoreChanges: ROLL_EXPLICITLY },
+  );
+  return { address, instance };
+}
