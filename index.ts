@@ -9,7 +9,7 @@ import { LoadBalancer } from "./components/loadbalancer";
 import { Network } from "./components/network";
 import { NodePool } from "./components/nodes";
 import { ClusterPki } from "./components/pki";
-import { guardedControlPlaneCount } from "./components/guard";
+import { guardChanges } from "./components/guard";
 import { SSH_USER } from "./components/vm";
 import { buildPlan } from "./render/plan";
 
@@ -43,8 +43,10 @@ const bootstrap = new ClusterBootstrap(`${cluster}-bootstrap`, {
 });
 
 export const clusterName = cluster;
-/** Read back by the next deployment to refuse scale-downs that would risk etcd quorum. */
-export const controlPlaneCount = guardedControlPlaneCount(config.controlPlaneCount);
+// Read back by the next deployment to refuse changes that would risk etcd quorum.
+const guarded = guardChanges(config);
+export const controlPlaneCount = guarded.controlPlaneCount;
+export const immutableSettings = guarded.immutableSettings;
 export const kubernetesVersion = plan.cluster.kubernetesPatch;
 export const controlPlaneEndpoint = `${plan.endpoint.internalIp}:${plan.endpoint.port}`;
 export const loadBalancerInternalIp = loadBalancer.internalIp;

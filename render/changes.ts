@@ -1,20 +1,40 @@
 // Rules about changes between two deployments of the same stack. Pure.
 
 /**
- * Control planes leave one at a time (each removal waits for the previous one), but every removal
- * shrinks etcd's margin: going from n members to fewer than a majority of n in one update would
- * depend on every remaining member staying healthy through several membership changes. So one
- * update may remove at most (n - 1) / 2 control planes; bigger cuts take several updates.
- * Returns why a change is refused, or undefined when it is allowed.
+ * Control planes leave one at a time (each removal waits for the previous one), and each leaves
+ * etcd before its VM goes. Still, one update may remove at most (n - 1) / 2 of n control planes, so
+ * that a majority of the members that existed before the update survives it even if a removal goes
+ * wrong half-way. Bigger cuts take several updates; a cut that no odd count allows (3 -> 1) is
+ * refused with the way out. Returns why a change is refused, or undefined when it is allowed.
  */
 export function controlPlaneChangeProblem(previous: number | undefined, next: number): string | undefined {
   if (previous === undefined || next >= previous) return undefined;
   const majority = Math.floor(previous / 2) + 1;
   if (next >= majority) return undefined;
+  const step = [previous - 2, previous - 4, previous - 6].find((n) => n >= majority && n >= 1);
+  const way = step
+    ? `scale down in steps (${previous} -> ${step} first), running pulumi up after each`
+    : `keep ${previous}, or rebuild the stack with ${next}`;
   return (
-    `refusing to go from ${previous} to ${next} control planes in one update: etcd would drop below a majority ` +
-    `of its ${previous} current members (${majority}) while members are being removed, and one unhealthy ` +
-    `member would then stop the cluster. Scale down in steps of at most ${Math.floor((previous - 1) / 2)} ` +
-    `(e.g. ${previous} -> ${Math.max(majority, next)}), running pulumi up after each.`
+    `refusing to go from ${previous} to ${next} control planes in one update: fewer than a majority (${majority}) ` +
+    `of the ${previous} current etcd members would remain, so one removal going wrong half-way would cost the ` +
+    `cluster its quorum; ${way}`
+  );
+}
+
+/** Settings baked into the running cluster: changing them would rebuild every machine at once. */
+export const IMMUTABLE_SETTINGS = ["clusterName", "region", "subnetCidr", "podCidr", "serviceCidr"] as const;
+export type ImmutableSettings = Record<(typeof IMMUTABLE_SETTINGS)[number], string>;
+
+export function immutableSettingsProblems(
+  previous: Partial<ImmutableSettings> | undefined,
+  next: ImmutableSettings,
+): string[] {
+  if (!previous) return [];
+  return IMMUTABLE_SETTINGS.filter((key) => previous[key] !== undefined && previous[key] !== next[key]).map(
+    (key) =>
+      `${key === "region" ? "gcp:region" : `ha-k8s:${key}`}: "${previous[key]}" -> "${next[key]}" is refused: the running cluster is ` +
+      `built on it (addresses, certificates, etcd); changing it would replace every machine at once and lose etcd. ` +
+      `Build a new stack instead.`,
   );
 }

@@ -4,7 +4,7 @@
 // replace / delete), which mocks alone cannot show.
 
 import * as pulumi from "@pulumi/pulumi";
-import { FAKE_ADMIN_CONF, TEST_CA_CERT } from "./fixtures";
+import { ConfigValues, mockResponse, stackConfig, unwrapSecrets } from "./mocks";
 
 export interface RecordedResource {
   readonly type: string;
@@ -31,52 +31,6 @@ export interface ProgramRun {
   ofType(type: string): RecordedResource[];
 }
 
-const SECRET_SIG = "4dabf18193072939515e22adb298388d";
-
-function unwrapSecrets(value: unknown): { value: unknown; secret: boolean } {
-  if (value && typeof value === "object" && !Array.isArray(value)) {
-    const obj = value as Record<string, unknown>;
-    if (obj[SECRET_SIG] === "1b47061264138c4ac30d75fd1eb44270")
-      return { value: unwrapSecrets(obj.value).value, secret: true };
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(obj)) out[k] = unwrapSecrets(v).value;
-    return { value: out, secret: false };
-  }
-  if (Array.isArray(value)) return { value: value.map((v) => unwrapSecrets(v).value), secret: false };
-  return { value, secret: false };
-}
-
-/** Computed state the mock provider returns, where the program reads it. */
-function fakeState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
-  switch (type) {
-    case "gcp:compute/address:Address":
-      return { ...inputs, address: inputs.address ?? `203.0.113.${(name.length * 7) % 250}` };
-    case "gcp:compute/instance:Instance":
-      return { ...inputs, instanceId: `id-${name}`, selfLink: `https://compute/${name}` };
-    case "gcp:serviceaccount/account:Account":
-      return { ...inputs, email: `${inputs.accountId}@project.iam.gserviceaccount.com` };
-    case "tls:index/privateKey:PrivateKey":
-      return {
-        ...inputs,
-        privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\nfake-${name}-${"k".repeat(40)}\n-----END OPENSSH PRIVATE KEY-----\n`,
-        privateKeyPem: `-----BEGIN PRIVATE KEY-----\nfake-${name}\n-----END PRIVATE KEY-----\n`,
-        publicKeyOpenssh: `ssh-ed25519 AAAAfake${name}`,
-      };
-    case "tls:index/selfSignedCert:SelfSignedCert":
-      return { ...inputs, certPem: TEST_CA_CERT };
-    case "command:remote:Command":
-      return {
-        ...inputs,
-        stdout: name.endsWith("kubeconfig") ? FAKE_ADMIN_CONF : "",
-        stderr: "",
-      };
-    default:
-      return inputs;
-  }
-}
-
-type ConfigValues = Record<string, string | number | readonly string[]>;
-
 /**
  * Runs index.ts once with the given stack values (project keys without namespace, provider keys
  * with it) on top of Pulumi.yaml's defaults. Each call evaluates the program afresh.
@@ -85,115 +39,125 @@ export async function runProgram(
   values: ConfigValues = {},
   options: { preview?: boolean; previousOutputs?: Record<string, unknown> } = {},
 ): Promise<ProgramRun> {
-  const config: Record<string, string> = { "gcp:project": "ha-k8s-test-project" };
-  for (const [key, value] of Object.entries(values)) {
-    config[key.includes(":") ? key : `ha-k8s:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
-  }
+  const config = stackConfig(values);
   const recorded = new Map<string, RecordedResource>();
   const optionsByName = new Map<string, Omit<RecordedResource, "inputs" | "secretInputs">>();
   const warnings: string[] = [];
 
   let result: ProgramRun | undefined;
-  await jestIsolated(async () => {
-    const sdk: typeof pulumi = await import("@pulumi/pulumi");
-    const runtimeResource = await import("@pulumi/pulumi/runtime/resource");
-    sdk.runtime.setAllConfig(config);
-    await sdk.runtime.setMocks(
-      {
-        newResource: (args) => {
-          const unwrapped: Record<string, unknown> = {};
-          const secretInputs: string[] = [];
-          for (const [k, v] of Object.entries(args.inputs as Record<string, unknown>)) {
-            const u = unwrapSecrets(v);
-            unwrapped[k] = u.value;
-            if (u.secret) secretInputs.push(k);
-          }
-          const opts = optionsByName.get(`${args.type}::${args.name}`);
-          recorded.set(`${args.type}::${args.name}`, {
-            type: args.type,
-            name: args.name,
-            custom: true,
-            inputs: unwrapped,
-            secretInputs,
-            parent: opts?.parent,
-            dependsOn: opts?.dependsOn ?? [],
-            deleteBeforeReplace: opts?.deleteBeforeReplace ?? false,
-            additionalSecretOutputs: opts?.additionalSecretOutputs ?? [],
-            ignoreChanges: opts?.ignoreChanges ?? [],
+  try {
+    await jestIsolated(async () => {
+      const sdk: typeof pulumi = await import("@pulumi/pulumi");
+      const runtimeResource = await import("@pulumi/pulumi/runtime/resource");
+      sdk.runtime.setAllConfig(config);
+      await sdk.runtime.setMocks(
+        {
+          newResource: (args) => {
+            const unwrapped: Record<string, unknown> = {};
+            const secretInputs: string[] = [];
+            for (const [k, v] of Object.entries(args.inputs as Record<string, unknown>)) {
+              const u = unwrapSecrets(v);
+              unwrapped[k] = u.value;
+              if (u.secret) secretInputs.push(k);
+            }
+            const opts = optionsByName.get(`${args.type}::${args.name}`);
+            recorded.set(`${args.type}::${args.name}`, {
+              type: args.type,
+              name: args.name,
+              custom: true,
+              inputs: unwrapped,
+              secretInputs,
+              parent: opts?.parent,
+              dependsOn: opts?.dependsOn ?? [],
+              deleteBeforeReplace: opts?.deleteBeforeReplace ?? false,
+              additionalSecretOutputs: opts?.additionalSecretOutputs ?? [],
+              ignoreChanges: opts?.ignoreChanges ?? [],
+            });
+            return mockResponse(args.type, args.name, unwrapped, options.previousOutputs);
+          },
+          call: (args) => args.inputs,
+        },
+        "ha-k8s",
+        "test",
+        options.preview ?? false,
+        "organization",
+      );
+      // Record the options Pulumi receives, before the mock monitor is called.
+      const original = runtimeResource.registerResource;
+      const spy = jest
+        .spyOn(runtimeResource, "registerResource")
+        .mockImplementation((res, parent, t, name, custom, remote, newDependency, props, opts, ...rest) => {
+          const named = (r: unknown) => (r as { __name?: string }).__name ?? "?";
+          const deps = opts.dependsOn;
+          const dependsOn = Array.isArray(deps) ? deps.map(named) : deps ? [named(deps)] : [];
+          optionsByName.set(`${t}::${name}`, {
+            type: t,
+            name,
+            custom,
+            parent: opts.parent ? named(opts.parent) : undefined,
+            dependsOn,
+            deleteBeforeReplace: Boolean((opts as pulumi.CustomResourceOptions).deleteBeforeReplace),
+            additionalSecretOutputs: (opts as pulumi.CustomResourceOptions).additionalSecretOutputs ?? [],
+            ignoreChanges: opts.ignoreChanges ?? [],
           });
-          if (args.type === "pulumi:pulumi:StackReference") {
-            // The stack's own outputs from its previous deployment (none on the first).
-            return { id: String(unwrapped.name), state: { outputs: options.previousOutputs ?? {} } };
+          if (!custom) {
+            recorded.set(`${t}::${name}`, { ...optionsByName.get(`${t}::${name}`)!, inputs: {}, secretInputs: [] });
           }
-          return { id: `${args.name}-id`, state: fakeState(args.type, args.name, unwrapped) };
-        },
-        call: (args) => args.inputs,
-      },
-      "ha-k8s",
-      "test",
-      options.preview ?? false,
-      "organization",
-    );
-    // Record the options Pulumi receives, before the mock monitor is called.
-    const original = runtimeResource.registerResource;
-    const spy = jest
-      .spyOn(runtimeResource, "registerResource")
-      .mockImplementation((res, parent, t, name, custom, remote, newDependency, props, opts, ...rest) => {
-        const named = (r: unknown) => (r as { __name?: string }).__name ?? "?";
-        const deps = opts.dependsOn;
-        const dependsOn = Array.isArray(deps) ? deps.map(named) : deps ? [named(deps)] : [];
-        optionsByName.set(`${t}::${name}`, {
-          type: t,
-          name,
-          custom,
-          parent: opts.parent ? named(opts.parent) : undefined,
-          dependsOn,
-          deleteBeforeReplace: Boolean((opts as pulumi.CustomResourceOptions).deleteBeforeReplace),
-          additionalSecretOutputs: (opts as pulumi.CustomResourceOptions).additionalSecretOutputs ?? [],
-          ignoreChanges: opts.ignoreChanges ?? [],
+          return original(res, parent, t, name, custom, remote, newDependency, props, opts, ...rest);
         });
-        if (!custom) {
-          recorded.set(`${t}::${name}`, { ...optionsByName.get(`${t}::${name}`)!, inputs: {}, secretInputs: [] });
-        }
-        return original(res, parent, t, name, custom, remote, newDependency, props, opts, ...rest);
+      const warn = jest.spyOn(sdk.log, "warn").mockImplementation(async (message: string) => {
+        warnings.push(message);
       });
-    const warn = jest.spyOn(sdk.log, "warn").mockImplementation(async (message: string) => {
-      warnings.push(message);
-    });
-    try {
-      const program = (await import("../../index")) as Record<string, unknown>;
-      const outputs: Record<string, unknown> = {};
-      const secretOutputs: string[] = [];
-      for (const [key, value] of Object.entries(program)) {
-        if (sdk.Output.isInstance(value)) {
-          outputs[key] = await new Promise((resolve) => (value as pulumi.Output<unknown>).apply(resolve));
-          if (await sdk.isSecret(value as pulumi.Output<unknown>)) secretOutputs.push(key);
-        } else {
-          outputs[key] = value;
+      try {
+        const program = (await import("../../index")) as Record<string, unknown>;
+        const outputs: Record<string, unknown> = {};
+        const secretOutputs: string[] = [];
+        // Settle every output (Output.promise() is internal, but unlike apply() it rejects when the
+        // output's computation failed, e.g. a guard refusing a change), then report the first failure.
+        const entries = Object.entries(program);
+        const settled = await Promise.allSettled(
+          entries.map(async ([key, value]) => {
+            if (!sdk.Output.isInstance(value)) return [key, value, false] as const;
+            const output = value as pulumi.Output<unknown>;
+            const [resolved, secret] = await Promise.all([
+              (output as unknown as { promise(): Promise<unknown> }).promise(),
+              sdk.isSecret(output),
+            ]);
+            return [key, resolved, secret] as const;
+          }),
+        );
+        for (const outcome of settled) {
+          if (outcome.status === "rejected") throw outcome.reason;
+          const [key, resolved, secret] = outcome.value;
+          outputs[key] = resolved;
+          if (secret) secretOutputs.push(key);
         }
+        // Let outstanding registrations reach the mock monitor.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        const resources = [...recorded.values()];
+        result = {
+          resources,
+          outputs,
+          secretOutputs,
+          warnings,
+          byName(name: string) {
+            const found = resources.filter((r) => r.name === name);
+            if (found.length !== 1) throw new Error(`expected one resource named ${name}, found ${found.length}`);
+            return found[0];
+          },
+          ofType(type: string) {
+            return resources.filter((r) => r.type === type);
+          },
+        };
+      } finally {
+        spy.mockRestore();
+        warn.mockRestore();
       }
-      // Let outstanding registrations reach the mock monitor.
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      const resources = [...recorded.values()];
-      result = {
-        resources,
-        outputs,
-        secretOutputs,
-        warnings,
-        byName(name: string) {
-          const found = resources.filter((r) => r.name === name);
-          if (found.length !== 1) throw new Error(`expected one resource named ${name}, found ${found.length}`);
-          return found[0];
-        },
-        ofType(type: string) {
-          return resources.filter((r) => r.type === type);
-        },
-      };
-    } finally {
-      spy.mockRestore();
-      warn.mockRestore();
-    }
-  });
+    });
+  } finally {
+    // Let outstanding mock registrations finish before the next run.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   return result!;
 }
 
@@ -228,27 +192,35 @@ export function diffRuns(before: ProgramRun, after: ProgramRun): Map<string, Cha
       continue;
     }
     old.delete(key(r));
-    const changed = Object.keys({ ...previous.inputs, ...r.inputs }).filter(
-      (k) => JSON.stringify(previous.inputs[k]) !== JSON.stringify(r.inputs[k]),
+    // ignoreChanges: the engine keeps the old value of an ignored input, so it never differs.
+    const before = withoutPaths(previous.inputs, r.ignoreChanges);
+    const now = withoutPaths(r.inputs, r.ignoreChanges);
+    const changed = Object.keys({ ...before, ...now }).filter(
+      (k) => JSON.stringify(before[k]) !== JSON.stringify(now[k]),
     );
-    const replacing = changed.filter((k) => forcesReplace(r, k, previous));
+    const replacing = changed.filter((k) => forcesReplace(r, k));
     changes.set(r.name, replacing.length > 0 ? "replace" : changed.length > 0 ? "update" : "same");
   }
   for (const r of old.values()) changes.set(r.name, "delete");
   return changes;
 }
 
-function forcesReplace(r: RecordedResource, input: string, previous: RecordedResource): boolean {
+function withoutPaths(inputs: Record<string, unknown>, paths: readonly string[]): Record<string, unknown> {
+  const copy = JSON.parse(JSON.stringify(inputs)) as Record<string, unknown>;
+  for (const path of paths) {
+    const parts = path.split(".");
+    let node: unknown = copy;
+    for (const part of parts.slice(0, -1)) node = (node as Record<string, unknown> | undefined)?.[part];
+    if (node && typeof node === "object") delete (node as Record<string, unknown>)[parts[parts.length - 1]];
+  }
+  return copy;
+}
+
+function forcesReplace(r: RecordedResource, input: string): boolean {
   if (input === "triggers") return true;
   if (r.type === "gcp:compute/instance:Instance") {
-    if (input === "zone" || input === "name") return !r.ignoreChanges.includes(input);
-    if (input === "machineType") return false; // updated in place (or ignored)
-    if (input === "bootDisk") {
-      const image = (x: RecordedResource) =>
-        JSON.stringify((x.inputs.bootDisk as { initializeParams?: { image?: string } })?.initializeParams?.image);
-      return image(r) !== image(previous) && !r.ignoreChanges.includes("bootDisk.initializeParams.image");
-    }
-    if (input === "networkInterfaces") return true;
+    // Inputs GCE cannot change on a running instance (ignored inputs never reach here).
+    if (["zone", "name", "bootDisk", "networkInterfaces"].includes(input)) return true;
   }
   if (r.type === "gcp:compute/address:Address" && input === "address") return true;
   return false;

@@ -1,0 +1,162 @@
+// Day 2 under mocks: for each config change, which resources `pulumi up` would create, update,
+// replace or delete (diffRuns models the engine; see tests/unit/harness.ts).
+
+import { spawnSync } from "child_process";
+import * as path from "path";
+import { Change, ProgramRun, diffRuns, runProgram } from "./harness";
+
+/** Runs the program in its own Node process, where a refused change fails it as under Pulumi. */
+function runIsolated(values: Record<string, unknown>, previousOutputs: Record<string, unknown>) {
+  const result = spawnSync(
+    process.execPath,
+    [
+      require.resolve("ts-node/dist/bin.js"),
+      "--transpile-only",
+      path.join(__dirname, "run-program.ts"),
+      JSON.stringify({ values, previousOutputs }),
+    ],
+    { encoding: "utf8", timeout: 60000 },
+  );
+  return { status: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
+const base = { "gcp:region": "europe-west1", clusterName: "c", workerCount: 2, controlPlaneCount: 3 };
+
+function summary(changes: Map<string, Change>): Record<Change, string[]> {
+  const out: Record<Change, string[]> = { create: [], update: [], replace: [], delete: [], same: [] };
+  for (const [name, change] of changes) out[change].push(name);
+  for (const list of Object.values(out)) list.sort();
+  return out;
+}
+
+let start: ProgramRun;
+beforeAll(async () => {
+  start = await runProgram(base);
+});
+
+test("a second pulumi up with no config change plans no changes", async () => {
+  const again = await runProgram(base, { previousOutputs: { controlPlaneCount: 3 } });
+  const s = summary(diffRuns(start, again));
+  expect({ create: s.create, update: s.update, replace: s.replace, delete: s.delete }).toEqual({
+    create: [],
+    update: [],
+    replace: [],
+    delete: [],
+  });
+});
+
+test("scaling workers up adds only the new VMs and their join steps", async () => {
+  const s = summary(diffRuns(start, await runProgram({ ...base, workerCount: 4 })));
+  const perNode = (n: string) => [n, `${n}-credentials`, `${n}-ip`, `${n}-join`, `${n}-member`, `${n}-prepare`];
+  expect(s.create).toEqual([...perNode("c-worker-3"), ...perNode("c-worker-4")].sort());
+  expect(s.update).toEqual(["cluster-verify"]); // it now expects four workers
+  expect(s.replace).toEqual([]);
+  expect(s.delete).toEqual([]);
+});
+
+test("scaling workers down drains and deletes only the removed nodes, with bounded delete actions", async () => {
+  const four = await runProgram({ ...base, workerCount: 4 });
+  const s = summary(diffRuns(four, start));
+  expect(s.delete).toEqual(
+    ["c-worker-3", "c-worker-4"]
+      .flatMap((n) => [n, `${n}-credentials`, `${n}-ip`, `${n}-join`, `${n}-member`, `${n}-prepare`])
+      .sort(),
+  );
+  expect(s.replace).toEqual([]);
+  const member = four.byName("c-worker-4-member");
+  expect(member.inputs.delete).toMatch(/^sudo timeout 300 bash \S+member-remove\.sh \|\| echo/);
+  expect(four.byName("c-worker-4-join").inputs.delete).toMatch(/^sudo timeout 300 bash \S+leave\.sh \|\| echo/);
+  // Pulumi deletes dependents first: member (drain, on cp-1) → join (kubeadm reset) → VM.
+  expect(member.dependsOn).toContain("c-worker-4-join");
+  expect(four.byName("c-worker-4-join").dependsOn).toContain("c-worker-4-prepare");
+  expect(four.byName("c-worker-4-prepare").dependsOn).toEqual(["c-worker-4"]);
+});
+
+test("control planes 3 -> 5: new ones join one at a time after cp-3; HAProxy gets the new servers", async () => {
+  const five = await runProgram({ ...base, controlPlaneCount: 5 }, { previousOutputs: { controlPlaneCount: 3 } });
+  const s = summary(diffRuns(start, five));
+  expect(s.create).toEqual(
+    ["c-cp-4", "c-cp-5"]
+      .flatMap((n) => [n, `${n}-credentials`, `${n}-ip`, `${n}-join`, `${n}-member`, `${n}-prepare`])
+      .sort(),
+  );
+  expect(s.update.sort()).toEqual(["c-lb-1-haproxy", "cluster-verify"]);
+  expect(s.replace).toEqual([]);
+  expect(five.byName("c-cp-4-credentials").dependsOn).toEqual(["c-cp-3-member"]);
+  expect(five.byName("c-cp-5-credentials").dependsOn).toEqual(["c-cp-4-member"]);
+  expect(five.byName("c-lb-1-haproxy").inputs.stdin).toContain("server c-cp-5 10.10.0.14:6443");
+});
+
+test("control planes 5 -> 3: the last two leave (etcd member removed before reset), one after the other", async () => {
+  const five = await runProgram({ ...base, controlPlaneCount: 5 });
+  const three = await runProgram(base, { previousOutputs: { controlPlaneCount: 5 } });
+  const s = summary(diffRuns(five, three));
+  expect(s.delete).toEqual(
+    ["c-cp-4", "c-cp-5"]
+      .flatMap((n) => [n, `${n}-credentials`, `${n}-ip`, `${n}-join`, `${n}-member`, `${n}-prepare`])
+      .sort(),
+  );
+  expect(s.update.sort()).toEqual(["c-lb-1-haproxy", "cluster-verify"]);
+  // cp-5's chain depends on cp-4's, so Pulumi removes cp-5 completely before it touches cp-4.
+  expect(five.byName("c-cp-5-credentials").dependsOn).toEqual(["c-cp-4-member"]);
+  expect(five.byName("c-cp-5-member").inputs.stdin).toContain("MEMBER_ROLE='control-plane'");
+});
+
+test.each([
+  [5, 1],
+  [3, 1],
+  [7, 3],
+])("control planes %i -> %i in one update is refused, saying why", async (from, to) => {
+  const run = runIsolated({ ...base, controlPlaneCount: to }, { controlPlaneCount: from });
+  expect(run.output).toMatch(
+    new RegExp(`refusing to go from ${from} to ${to} control planes in one update: fewer than a majority`),
+  );
+  expect(run.status).not.toBe(0);
+});
+
+test("the isolated runner completes an allowed change (5 -> 3), so a refusal above is the guard's", () => {
+  const run = runIsolated({ ...base, controlPlaneCount: 3 }, { controlPlaneCount: 5 });
+  expect(run.output).toContain("program completed");
+  expect(run.status).toBe(0);
+});
+
+test.each<[string, Record<string, string>]>([
+  ["subnetCidr", { subnetCidr: "10.20.0.0/22" }],
+  ["podCidr", { podCidr: "10.200.0.0/16" }],
+  ["clusterName", { clusterName: "other" }],
+  ["gcp:region", { "gcp:region": "europe-west4" }],
+])("changing %s on a running cluster is refused before anything is replaced", async (key, change) => {
+  const run = runIsolated(
+    { ...base, ...change },
+    { controlPlaneCount: 3, immutableSettings: start.outputs.immutableSettings },
+  );
+  expect(run.output).toMatch(new RegExp(`${key}: .* is refused: the running cluster is built on it`));
+  expect(run.status).not.toBe(0);
+});
+
+test("changing the image or machine type replaces nothing: new VMs get it, existing ones are rolled explicitly", async () => {
+  const s = summary(
+    diffRuns(
+      start,
+      await runProgram({ ...base, image: "ubuntu-os-cloud/ubuntu-2604-lts-amd64", workerMachineType: "e2-standard-4" }),
+    ),
+  );
+  expect(s.replace).toEqual([]);
+  expect(s.delete).toEqual([]);
+  expect(s.create).toEqual([]);
+  for (const vm of start.ofType("gcp:compute/instance:Instance")) {
+    expect(vm.ignoreChanges).toEqual(["bootDisk.initializeParams.image", "machineType", "zone"]);
+  }
+});
+
+test("the token (and for control planes the certificates) is refreshed right before every join", () => {
+  for (const join of start.ofType("command:remote:Command").filter((c) => c.name.endsWith("-join"))) {
+    const node = join.name.replace(/-join$/, "");
+    expect(join.dependsOn).toContain(`${node}-credentials`);
+    const refresh = start.byName(`${node}-credentials`);
+    expect(refresh.inputs.stdin).toContain("refresh-credentials.sh");
+    // A replaced VM re-runs the refresh too: same trigger as its join.
+    expect(refresh.inputs.triggers).toEqual(join.inputs.triggers);
+    if (node.includes("-cp-")) expect(refresh.inputs.stdin).toContain("kubeadm-upload-certs.yaml");
+  }
+});
