@@ -23,6 +23,7 @@ const pki = new ClusterPki(cluster, { clusterName: cluster });
 const machineArgs = {
   config,
   plan,
+  network: network.network.id,
   subnetwork: network.subnetwork.id,
   serviceAccountEmail: access.serviceAccountEmail,
   sshPublicKey: access.sshPublicKey,

@@ -56,7 +56,10 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     const connectionTo = (nodeName: string): command.types.input.remote.ConnectionArgs => {
       const node = plan.nodes.find((n) => n.name === nodeName);
       if (!node) throw new Error(`unknown node ${nodeName}`);
-      return node.role === "loadbalancer" ? jumpHost : { ...jumpHost, host: node.internalIp, proxy: jumpHost };
+      // A lone HAProxy VM is the jump host itself; otherwise the external load balancer hands SSH to
+      // any healthy HAProxy VM, which jumps to the machine (another HAProxy VM included).
+      const direct = node.role === "loadbalancer" && plan.loadBalancing.mode === "vm";
+      return direct ? jumpHost : { ...jumpHost, host: node.internalIp, proxy: jumpHost };
     };
     const instanceOf = (nodeName: string): gcp.compute.Instance => {
       const instance = args.instances.get(nodeName);

@@ -1,7 +1,11 @@
-// The HAProxy VM in front of the API servers: its static internal address is the cluster's
-// controlPlaneEndpoint (fixed for the cluster's life: kubeadm bakes it into certificates and every
-// kubeconfig) and a static external address serves operators' kubectl and is the SSH jump host.
-// HAProxy itself is installed and configured by the bootstrap's "haproxy" step.
+// The load balancer tier in front of the API servers. Its endpoint address (a reserved internal
+// address, the cluster's controlPlaneEndpoint) never changes: kubeadm bakes it into certificates
+// and every kubeconfig. With one HAProxy VM the address is the VM's own; with two, the VMs sit in
+// different zones behind a GCP internal passthrough load balancer on that same address (so going
+// from 1 to 2 keeps the endpoint; the one VM moves to its own address, a one-time replacement), and
+// operators reach the API and SSH through an external passthrough load balancer on the same
+// reserved public address. GCP health-checks each HAProxy's monitor endpoint, which fails when that
+// HAProxy has no API server left. HAProxy itself is configured by the bootstrap's "haproxy" steps.
 
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
@@ -12,34 +16,50 @@ import { createVm } from "./vm";
 export interface LoadBalancerArgs {
   readonly config: ClusterConfig;
   readonly plan: Plan;
+  readonly network: pulumi.Input<string>;
   readonly subnetwork: pulumi.Input<string>;
   readonly serviceAccountEmail: pulumi.Input<string>;
   readonly sshPublicKey: pulumi.Input<string>;
 }
 
 export class LoadBalancer extends pulumi.ComponentResource {
+  /** The public address: operators' kubectl and the SSH jump host. */
   readonly externalIp: pulumi.Output<string>;
+  /** The controlPlaneEndpoint address. */
   readonly internalIp: pulumi.Output<string>;
-  /** Instances by node name. */
+  /** HAProxy instances by node name. */
   readonly instances: ReadonlyMap<string, gcp.compute.Instance>;
 
   constructor(name: string, args: LoadBalancerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ha-k8s:index:LoadBalancer", name, {}, opts);
     const { config, plan } = args;
-    const external = new gcp.compute.Address(
-      names.externalAddress(config.clusterName),
+    const cluster = config.clusterName;
+    const endpoint = new gcp.compute.Address(
+      names.endpointAddress(cluster),
       {
-        name: names.externalAddress(config.clusterName),
+        name: names.endpointAddress(cluster),
+        region: config.region,
+        subnetwork: args.subnetwork,
+        addressType: "INTERNAL",
+        address: plan.endpoint.internalIp,
+        description: `controlPlaneEndpoint of ${cluster}; must never change`,
+      },
+      { parent: this },
+    );
+    const external = new gcp.compute.Address(
+      names.externalAddress(cluster),
+      {
+        name: names.externalAddress(cluster),
         region: config.region,
         addressType: "EXTERNAL",
         networkTier: "PREMIUM",
-        description: `public Kubernetes API and SSH jump host of ${config.clusterName}`,
+        description: `public Kubernetes API and SSH jump host of ${cluster}`,
       },
-      // Operators' kubeconfigs and the API certificate name this address.
       { parent: this },
     );
+
+    const single = plan.loadBalancing.mode === "vm";
     const instances = new Map<string, gcp.compute.Instance>();
-    let internal: gcp.compute.Address | undefined;
     for (const node of plan.nodes.filter((n) => n.role === "loadbalancer")) {
       const vm = createVm(this, {
         config,
@@ -47,15 +67,87 @@ export class LoadBalancer extends pulumi.ComponentResource {
         subnetwork: args.subnetwork,
         serviceAccountEmail: args.serviceAccountEmail,
         sshPublicKey: args.sshPublicKey,
-        externalAddress: external.address,
+        externalAddress: single ? external.address : undefined,
+        reservedAddress: single ? endpoint : undefined,
       });
       instances.set(node.name, vm.instance);
-      if (node.internalIp === plan.endpoint.internalIp) internal = vm.address;
     }
-    if (!internal) throw new Error("no load balancer holds the control-plane endpoint address");
+    if (!single) this.passthroughBalancers(args, instances, endpoint, external);
+
     this.instances = instances;
     this.externalIp = external.address;
-    this.internalIp = internal.address;
+    this.internalIp = endpoint.address;
     this.registerOutputs({ externalIp: this.externalIp, internalIp: this.internalIp });
+  }
+
+  private passthroughBalancers(
+    args: LoadBalancerArgs,
+    instances: ReadonlyMap<string, gcp.compute.Instance>,
+    endpoint: gcp.compute.Address,
+    external: gcp.compute.Address,
+  ): void {
+    const { config, plan } = args;
+    const lb = plan.loadBalancing;
+    const check = lb.healthCheck!;
+    const healthCheck = new gcp.compute.RegionHealthCheck(
+      check.name,
+      {
+        name: check.name,
+        region: config.region,
+        // Out within ~4 s of HAProxy losing its last API server (or dying).
+        checkIntervalSec: 2,
+        timeoutSec: 2,
+        healthyThreshold: 2,
+        unhealthyThreshold: 2,
+        httpHealthCheck: { port: check.port, requestPath: check.path },
+      },
+      { parent: this },
+    );
+    const groups = lb.instanceGroups.map(
+      (g) =>
+        new gcp.compute.InstanceGroup(
+          g.name,
+          {
+            name: g.name,
+            zone: g.zone,
+            network: args.network,
+            instances: [instances.get(g.instance)!.selfLink],
+          },
+          { parent: this },
+        ),
+    );
+    const backends = groups.map((g) => ({ group: g.id, balancingMode: "CONNECTION" }));
+    // The forwarding rules take over addresses a lone HAProxy VM may have held: after the VMs.
+    const afterVms = { parent: this, dependsOn: [...instances.values()] };
+    for (const rule of lb.forwardingRules) {
+      const internal = rule.scheme === "INTERNAL";
+      const backend = new gcp.compute.RegionBackendService(
+        rule.name,
+        {
+          name: rule.name,
+          region: config.region,
+          loadBalancingScheme: rule.scheme,
+          protocol: "TCP",
+          healthChecks: healthCheck.id,
+          backends,
+          connectionDrainingTimeoutSec: 30,
+        },
+        { parent: this },
+      );
+      new gcp.compute.ForwardingRule(
+        rule.name,
+        {
+          name: rule.name,
+          region: config.region,
+          loadBalancingScheme: rule.scheme,
+          ipProtocol: "TCP",
+          ipAddress: internal ? endpoint.address : external.address,
+          ports: [...rule.ports],
+          backendService: backend.id,
+          ...(internal ? { network: args.network, subnetwork: args.subnetwork } : { networkTier: "PREMIUM" }),
+        },
+        afterVms,
+      );
+    }
   }
 }

@@ -16,8 +16,13 @@ export interface VmArgs {
   readonly serviceAccountEmail: pulumi.Input<string>;
   /** OpenSSH public key of the per-stack key pair, installed for SSH_USER. */
   readonly sshPublicKey: pulumi.Input<string>;
-  /** Reserved external address; only the load balancer has one. */
+  /** Reserved external address; only a lone load balancer VM has one. */
   readonly externalAddress?: pulumi.Input<string>;
+  /**
+   * An address reserved elsewhere to use as the VM's own (the endpoint address of a lone HAProxy
+   * VM); by default the VM reserves its planned address itself.
+   */
+  readonly reservedAddress?: gcp.compute.Address;
 }
 
 /**
@@ -32,18 +37,20 @@ export function createVm(
   args: VmArgs,
 ): { address: gcp.compute.Address; instance: gcp.compute.Instance } {
   const { config, node } = args;
-  const address = new gcp.compute.Address(
-    names.nodeAddress(node.name),
-    {
-      name: names.nodeAddress(node.name),
-      region: config.region,
-      subnetwork: args.subnetwork,
-      addressType: "INTERNAL",
-      address: node.internalIp,
-      description: `static internal address of ${node.name}`,
-    },
-    { parent },
-  );
+  const address =
+    args.reservedAddress ??
+    new gcp.compute.Address(
+      names.nodeAddress(node.name),
+      {
+        name: names.nodeAddress(node.name),
+        region: config.region,
+        subnetwork: args.subnetwork,
+        addressType: "INTERNAL",
+        address: node.internalIp,
+        description: `static internal address of ${node.name}`,
+      },
+      { parent },
+    );
   const instance = new gcp.compute.Instance(
     node.name,
     {

@@ -19,6 +19,8 @@ export interface ClusterConfig {
   readonly controlPlaneMachineType: string;
   readonly workerMachineType: string;
   readonly loadBalancerMachineType: string;
+  /** 1: one HAProxy VM holding the endpoint address; 2: two behind GCP passthrough load balancers. */
+  readonly loadBalancerCount: 1 | 2;
   readonly image: string;
   readonly diskSizeGb: number;
   readonly kubernetesVersion: string;
@@ -40,6 +42,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyKind>> = {
   controlPlaneMachineType: "string",
   workerMachineType: "string",
   loadBalancerMachineType: "string",
+  loadBalancerCount: "integer",
   image: "string",
   diskSizeGb: "integer",
   kubernetesVersion: "string",
@@ -336,6 +339,16 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
   if (loadBalancerMachineType !== undefined)
     checkMachineType(c, "loadBalancerMachineType", loadBalancerMachineType, false);
 
+  const loadBalancerCount = int("loadBalancerCount");
+  if (loadBalancerCount !== undefined && loadBalancerCount !== 1 && loadBalancerCount !== 2) {
+    c.error(
+      "loadBalancerCount",
+      `${loadBalancerCount} is not allowed; use 1 (one HAProxy VM) or 2 (two, in different zones, behind GCP passthrough load balancers)`,
+    );
+  } else if (loadBalancerCount === 2 && zones !== undefined && zones.length < 2) {
+    c.error("loadBalancerCount", `2 needs at least two zones to put them in; ${PROJECT}:zones lists ${zones.length}`);
+  }
+
   const image = str("image");
   if (image !== undefined) {
     const shaped = /^(https:\/\/|projects\/|[a-z][-a-z0-9]*\/)?[-a-z0-9/.]+$/.test(image);
@@ -444,6 +457,7 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
       controlPlaneMachineType: controlPlaneMachineType!,
       workerMachineType: workerMachineType!,
       loadBalancerMachineType: loadBalancerMachineType!,
+      loadBalancerCount: loadBalancerCount as 1 | 2,
       image: image!,
       diskSizeGb: diskSizeGb!,
       kubernetesVersion: kubernetesVersion!,

@@ -2,7 +2,7 @@
 // list. Pure. The same defaults/frontend/backend text serves production and the live loopback
 // test; only the process settings in `global` differ (the test cannot chroot or switch users).
 
-import { API_PORT, Plan } from "./plan";
+import { API_PORT, MONITOR_PATH, MONITOR_PORT, Plan } from "./plan";
 
 export interface ApiServer {
   readonly name: string;
@@ -22,8 +22,6 @@ export interface HaproxyConfigInput {
   readonly runtime: { readonly kind: "production" } | { readonly kind: "test"; readonly dir: string };
 }
 
-export const MONITOR_PORT = 8404;
-export const MONITOR_PATH = "/healthz";
 const BACKEND = "kube-apiservers";
 
 /**

@@ -56,14 +56,43 @@ export interface Plan {
     readonly serviceCidr: string;
     readonly subnetCidr: string;
   };
-  /** controlPlaneEndpoint: the load balancer's static internal address, fixed for the cluster's life. */
+  /** controlPlaneEndpoint: a reserved internal address, fixed for the cluster's life. */
   readonly endpoint: { readonly internalIp: string; readonly port: number };
+  readonly loadBalancing: LoadBalancing;
   readonly nodes: readonly PlannedNode[];
   readonly firewall: readonly FirewallRule[];
   readonly steps: readonly Step[];
 }
 
+/**
+ * How the endpoint address reaches HAProxy. "vm": it is the one HAProxy VM's own address.
+ * "passthrough": two HAProxy VMs in different zones behind a GCP internal passthrough load balancer
+ * on the endpoint address and an external one on the public address, both health-checking
+ * HAProxy's monitor endpoint (503 when HAProxy has no API server behind it).
+ */
+export interface LoadBalancing {
+  readonly mode: "vm" | "passthrough";
+  readonly healthCheck?: { readonly name: string; readonly port: number; readonly path: string };
+  readonly instanceGroups: readonly { readonly name: string; readonly zone: string; readonly instance: string }[];
+  readonly forwardingRules: readonly {
+    readonly name: string;
+    readonly scheme: "INTERNAL" | "EXTERNAL";
+    /** The endpoint address, or the external address (known to GCP only). */
+    readonly address: string;
+    readonly ports: readonly string[];
+  }[];
+}
+
 export const API_PORT = 6443;
+export const MONITOR_PORT = 8404;
+export const MONITOR_PATH = "/healthz";
+/**
+ * Where Google's health checkers connect from: 35.191.0.0/16 and 130.211.0.0/22 for internal
+ * passthrough load balancers, 35.191.0.0/16, 209.85.152.0/22 and 209.85.204.0/22 for
+ * backend-service-based external passthrough ones (cloud.google.com/load-balancing/docs/firewall-rules).
+ */
+export const HEALTH_CHECK_RANGES = ["35.191.0.0/16", "130.211.0.0/22", "209.85.152.0/22", "209.85.204.0/22"];
+export const EXTERNAL_ADDRESS_PLACEHOLDER = "<external address reserved by GCP>";
 
 /** GCE names, all derived from clusterName in one place. */
 export const names = {
@@ -77,6 +106,10 @@ export const names = {
   node: (cluster: string, role: Role, index: number) =>
     `${cluster}-${role === "control-plane" ? "cp" : role === "worker" ? "worker" : "lb"}-${index}`,
   firewall: (cluster: string, rule: string) => `${cluster}-${rule}`,
+  healthCheck: (cluster: string) => `${cluster}-lb-health`,
+  internalForwarding: (cluster: string) => `${cluster}-api-internal`,
+  externalForwarding: (cluster: string) => `${cluster}-api-external`,
+  instanceGroup: (node: string) => `${node}-group`,
   tag: (cluster: string, role: Role | "node") =>
     `${cluster}-${role === "control-plane" ? "cp" : role === "loadbalancer" ? "lb" : role}`,
 };
@@ -87,18 +120,22 @@ function planNodes(config: ClusterConfig): PlannedNode[] {
   const subnet = parsed.cidr;
   const zoneOf = (i: number) => config.zones[i % config.zones.length];
   const tag = (role: Role | "node") => names.tag(config.clusterName, role);
-  const nodes: PlannedNode[] = [
-    {
-      name: names.node(config.clusterName, "loadbalancer", 1),
+  const nodes: PlannedNode[] = [];
+  for (let i = 0; i < config.loadBalancerCount; i++) {
+    nodes.push({
+      name: names.node(config.clusterName, "loadbalancer", i + 1),
       role: "loadbalancer",
-      index: 1,
-      zone: zoneOf(0),
+      index: i + 1,
+      zone: zoneOf(i),
       machineType: config.loadBalancerMachineType,
-      // With one HAProxy VM the endpoint address is its own address.
-      internalIp: hostAddress(subnet, ADDRESS_OFFSETS.apiEndpoint),
+      // One HAProxy VM holds the endpoint address itself; two leave it to the internal load balancer.
+      internalIp: hostAddress(
+        subnet,
+        config.loadBalancerCount === 1 ? ADDRESS_OFFSETS.apiEndpoint : ADDRESS_OFFSETS.loadBalancers + i,
+      ),
       tags: [tag("loadbalancer")],
-    },
-  ];
+    });
+  }
   // Control planes first, one per zone in turn, so the first three land on distinct zones.
   for (let i = 0; i < config.controlPlaneCount; i++) {
     nodes.push({
@@ -234,14 +271,52 @@ function planFirewall(config: ClusterConfig): FirewallRule[] {
     }),
     rule({
       short: "node-ssh",
-      description: "SSH to nodes only through the jump host",
+      description: "SSH to nodes (and to the other HAProxy VM) only through the jump host",
       protocol: "tcp",
       ports: ["22"],
       sourceRanges: [],
       sourceTags: [t("loadbalancer")],
-      targetTags: [t("node")],
+      targetTags: [t("node"), t("loadbalancer")],
     }),
+    ...(config.loadBalancerCount === 2
+      ? [
+          rule({
+            short: "lb-health",
+            description: "Google health checkers to HAProxy's monitor endpoint only",
+            protocol: "tcp",
+            ports: [String(MONITOR_PORT)],
+            sourceRanges: HEALTH_CHECK_RANGES,
+            sourceTags: [],
+            targetTags: [t("loadbalancer")],
+          }),
+        ]
+      : []),
   ];
+}
+
+function planLoadBalancing(config: ClusterConfig, nodes: readonly PlannedNode[], endpoint: string): LoadBalancing {
+  if (config.loadBalancerCount === 1) return { mode: "vm", instanceGroups: [], forwardingRules: [] };
+  const balancers = nodes.filter((n) => n.role === "loadbalancer");
+  return {
+    mode: "passthrough",
+    healthCheck: { name: names.healthCheck(config.clusterName), port: MONITOR_PORT, path: MONITOR_PATH },
+    instanceGroups: balancers.map((n) => ({ name: names.instanceGroup(n.name), zone: n.zone, instance: n.name })),
+    forwardingRules: [
+      {
+        name: names.internalForwarding(config.clusterName),
+        scheme: "INTERNAL",
+        address: endpoint,
+        ports: [String(API_PORT)],
+      },
+      {
+        name: names.externalForwarding(config.clusterName),
+        scheme: "EXTERNAL",
+        address: EXTERNAL_ADDRESS_PLACEHOLDER,
+        // SSH reaches any healthy HAProxy VM, the jump host for everything else.
+        ports: [String(API_PORT), "22"],
+      },
+    ],
+  };
 }
 
 const stepId = (subject: string, kind: StepKind) => `${subject}/${kind}`;
@@ -344,7 +419,9 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
 export function buildPlan(config: ClusterConfig): Plan {
   const release = kubernetesRelease(config.kubernetesVersion);
   const nodes = planNodes(config);
-  const endpoint = nodes.find((n) => n.role === "loadbalancer")!.internalIp;
+  const parsed = parseCidr(config.subnetCidr);
+  if ("error" in parsed) throw new Error(`subnetCidr ${config.subnetCidr} ${parsed.error}`);
+  const endpoint = hostAddress(parsed.cidr, ADDRESS_OFFSETS.apiEndpoint);
   return {
     cluster: {
       name: config.clusterName,
@@ -357,6 +434,7 @@ export function buildPlan(config: ClusterConfig): Plan {
       subnetCidr: config.subnetCidr,
     },
     endpoint: { internalIp: endpoint, port: API_PORT },
+    loadBalancing: planLoadBalancing(config, nodes, endpoint),
     nodes,
     firewall: planFirewall(config),
     steps: planSteps(nodes),

@@ -114,7 +114,7 @@ describe("firewall", () => {
       ports: ["22"],
       sourceRanges: [],
       sourceTags: ["ha-k8s-lb"],
-      targetTags: ["ha-k8s-node"],
+      targetTags: ["ha-k8s-node", "ha-k8s-lb"],
     });
     const restricted = planOf({ adminCidrs: ["203.0.113.0/24"] });
     expect(restricted.firewall.find((r) => r.name === "ha-k8s-lb-ssh")?.sourceRanges).toEqual(["203.0.113.0/24"]);

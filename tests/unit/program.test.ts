@@ -30,7 +30,7 @@ describe("GCP resources", () => {
     expect(count("gcp:compute/routerNat:RouterNat")).toBe(1);
     expect(count(T.firewall)).toBe(devPlan.firewall.length);
     expect(count(T.instance)).toBe(6);
-    expect(count(T.address)).toBe(6 + 1); // one static internal address per VM + the external one
+    expect(count(T.address)).toBe(6 + 1); // one static internal address per VM (the lone LB's is the endpoint) + the external one
     expect(count(T.command)).toBe(devPlan.steps.filter((s) => s.kind !== "vm").length);
     for (const type of ["Network", "LoadBalancer", "NodePool", "ClusterBootstrap", "ClusterAccess", "ClusterPki"]) {
       expect(count(`ha-k8s:index:${type}`)).toBe(1);
@@ -54,7 +54,9 @@ describe("GCP resources", () => {
       expect(vm.inputs).toMatchObject({ machineType: node.machineType, zone: node.zone, tags: [...node.tags] });
       const nic = (vm.inputs.networkInterfaces as { networkIp: string; accessConfigs: unknown[] }[])[0];
       expect(nic.networkIp).toBe(node.internalIp);
-      expect(dev.byName(`${node.name}-ip`).inputs).toMatchObject({ address: node.internalIp, addressType: "INTERNAL" });
+      // A lone HAProxy VM's address is the endpoint address, reserved by the LoadBalancer.
+      const address = node.role === "loadbalancer" ? "ha-k8s-dev-api" : `${node.name}-ip`;
+      expect(dev.byName(address).inputs).toMatchObject({ address: node.internalIp, addressType: "INTERNAL" });
       expect(vm.inputs.shieldedInstanceConfig).toEqual({
         enableSecureBoot: true,
         enableVtpm: true,
