@@ -69,7 +69,8 @@ export function renderBundle(input: BundleInput, sources: Readonly<Record<string
     "# Rendered by render/bundle.ts from scripts/; edit those, not this.",
     "set -euo pipefail",
     "umask 077",
-    `stage=${shellQuote(dir)}`,
+    // HA_K8S_ROOT is empty on machines; the script tests point it at a temporary root.
+    `stage="\${HA_K8S_ROOT:-}"${shellQuote(dir)}`,
     'mkdir -p "$stage"',
     ...scripts.map((name) => heredoc(name, source(name), 0o700)),
     ...(input.files ?? []).map((file) => heredoc(file.name, file.content, file.mode)),

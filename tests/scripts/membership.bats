@@ -1,0 +1,82 @@
+#!/usr/bin/env bats
+# scripts/member.sh (wait until a joined node is Ready and, for control planes, a healthy etcd
+# voter) and scripts/member-remove.sh (its delete-time counterpart: drain, etcd member removal,
+# Node deletion), run on the first control plane.
+
+MEMBERS='8e9e05c52164694d, started, c-cp-1, https://10.10.0.10:2380, https://10.10.0.10:2379, false
+91bc3c398fb3c146, started, c-cp-2, https://10.10.0.11:2380, https://10.10.0.11:2379, false'
+
+setup() {
+  load helpers
+  setup_machine
+  export MEMBER_NODE=c-cp-2 MEMBER_ROLE=control-plane MEMBER_IP=10.10.0.11 KUBECONFIG_PATH=/etc/kubernetes/admin.conf
+  export MEMBERS
+  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; esac; exit 0'
+  stub crictl 'case "$1" in ps) echo etcd-id ;; exec) case "$*" in *"member list"*) echo "$MEMBERS" ;; esac ;; esac'
+}
+
+@test "member: waits for Ready, then for a started etcd voter at the node's address and a healthy cluster" {
+  run_script member.sh
+  assert_success
+  assert_call_order "^kubectl .*wait --for=condition=Ready --timeout=5s node/c-cp-2" "^crictl exec etcd-id etcdctl .*member list" \
+    "^crictl exec etcd-id etcdctl .*endpoint health --cluster"
+}
+
+@test "member: a learner (not yet promoted) is not enough" {
+  MEMBERS="${MEMBERS/c-cp-2, https:\/\/10.10.0.11:2380, https:\/\/10.10.0.11:2379, false/c-cp-2, https://10.10.0.11:2380, https://10.10.0.11:2379, true}"
+  run_script member.sh
+  assert_failure
+  assert_output --partial "is not a started voting etcd member"
+}
+
+@test "member: a node that never becomes Ready fails the step, naming it" {
+  stub kubectl 'exit 1'
+  MEMBER_ROLE=worker MEMBER_NODE=c-worker-9 run_script member.sh
+  assert_failure
+  assert_output --partial "c-worker-9 did not become Ready"
+}
+
+@test "member: workers need no etcd" {
+  MEMBER_ROLE=worker MEMBER_NODE=c-worker-1 run_script member.sh
+  assert_success
+  [ "$(count_calls '^crictl')" -eq 0 ]
+}
+
+@test "remove: drains, removes the etcd member by its peer URL, deletes the Node" {
+  run_script member-remove.sh
+  assert_success
+  assert_call_order "^kubectl .*cordon c-cp-2" "^kubectl .*drain c-cp-2 --ignore-daemonsets --delete-emptydir-data --force --timeout=120s" \
+    "^crictl exec etcd-id etcdctl .*member remove 91bc3c398fb3c146" "^kubectl .*delete node c-cp-2 --ignore-not-found"
+}
+
+@test "remove: a worker has no etcd member to remove" {
+  MEMBER_ROLE=worker MEMBER_NODE=c-worker-2 run_script member-remove.sh
+  assert_success
+  [ "$(count_calls 'member remove')" -eq 0 ]
+  assert_call_order "^kubectl .*drain c-worker-2"
+}
+
+@test "remove: succeeds and does nothing more when the node and its member are already gone" {
+  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; *"get node"*) echo "NotFound" >&2; exit 1 ;; esac; exit 0'
+  MEMBER_IP=10.10.0.99 run_script member-remove.sh
+  assert_success
+  [ "$(count_calls 'drain|member remove')" -eq 0 ]
+  assert_output --partial "nothing to drain"
+  assert_output --partial "nothing to remove"
+}
+
+@test "remove: succeeds when the whole cluster is unreachable" {
+  stub kubectl 'echo "The connection to the server was refused" >&2; exit 1'
+  stub crictl 'exit 1'
+  run_script member-remove.sh
+  assert_success
+  assert_output --partial "the API does not answer"
+}
+
+@test "remove: a drain that fails does not block the removal" {
+  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; *drain*) exit 1 ;; esac; exit 0'
+  run_script member-remove.sh
+  assert_success
+  assert_output --partial "drain did not complete"
+  assert_call_order "member remove 91bc3c398fb3c146" "delete node c-cp-2"
+}

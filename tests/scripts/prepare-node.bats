@@ -1,0 +1,101 @@
+#!/usr/bin/env bats
+# scripts/prepare-node.sh against stub apt/systemd/kernel commands.
+
+setup() {
+  load helpers
+  setup_machine
+  stub_packages
+  stub_systemd
+  stub curl 'out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; echo "KEY for $out" >"$out"'
+  stub gpg 'out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; echo dearmored >"$out"'
+  mkdir -p "$HA_K8S_ROOT/etc/cni/net.d"
+  printf 'UUID=abc / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n' >"$HA_K8S_ROOT/etc/fstab"
+  echo '{"cniVersion":"1.0.0"}' >"$HA_K8S_ROOT/etc/cni/net.d/10-crio-bridge.conflist"
+  printf '[crio.image]\npause_image = "registry.k8s.io/pause:3.10.2"\n' >"$HA_K8S_STAGE/crio.conf"
+  export NODE_ROLE=control-plane K8S_MINOR=1.36 K8S_VERSION=v1.36.3 K8S_DEB_VERSION=1.36.3-1.1
+  export KUBERNETES_APT_REPO=https://pkgs.k8s.io/core:/stable:/v1.36/deb/
+  export CRIO_APT_REPO=https://download.opensuse.org/repositories/isv:/cri-o:/stable:/v1.36/deb/
+}
+
+@test "first run: the steps in order, one apt-get update, pinned packages held" {
+  run_script prepare-node.sh
+  assert_success
+  assert_call_order "^cloud-init status --wait" "^swapoff -a" "^modprobe overlay" "^modprobe br_netfilter" \
+    "^sysctl --system" "^curl .*pkgs.k8s.io/core:/stable:/v1.36/deb/Release.key" \
+    "^curl .*isv:/cri-o:/stable:/v1.36/deb/Release.key" "^apt-get .* update" \
+    "^apt-get .* install .*cri-o kubelet=1.36.3-1.1 kubeadm=1.36.3-1.1 kubectl=1.36.3-1.1" \
+    "^apt-mark hold kubelet kubeadm kubectl cri-o" "^systemctl enable crio" "^systemctl (start|restart) crio" \
+    "^systemctl enable kubelet" "^kubeadm config images pull --kubernetes-version v1.36.3 --cri-socket unix:///var/run/crio/crio.sock"
+  [ "$(count_calls '^apt-get .* update')" -eq 1 ]
+}
+
+@test "first run: swap off in fstab, modules, sysctls, repositories, CRI-O drop-in, no bridge CNI" {
+  run_script prepare-node.sh
+  assert_success
+  run grep -c '^# disabled by ha-k8s: /swapfile none swap' "$HA_K8S_ROOT/etc/fstab"
+  assert_output 1
+  assert_equal "$(cat "$HA_K8S_ROOT/etc/modules-load.d/k8s.conf")" $'overlay\nbr_netfilter'
+  run grep -c 'net.ipv4.ip_forward *= 1' "$HA_K8S_ROOT/etc/sysctl.d/99-kubernetes.conf"
+  assert_output 1
+  assert_equal "$(cat "$HA_K8S_ROOT/etc/apt/sources.list.d/kubernetes.list")" \
+    "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] $KUBERNETES_APT_REPO /"
+  assert_equal "$(cat "$HA_K8S_ROOT/etc/apt/sources.list.d/cri-o.list")" \
+    "deb [signed-by=/etc/apt/keyrings/cri-o-apt-keyring.gpg] $CRIO_APT_REPO /"
+  cmp "$HA_K8S_STAGE/crio.conf" "$HA_K8S_ROOT/etc/crio/crio.conf.d/20-ha-k8s.conf"
+  [ ! -e "$HA_K8S_ROOT/etc/cni/net.d/10-crio-bridge.conflist" ]
+  [ -e "$HA_K8S_ROOT/etc/cni/net.d/10-crio-bridge.conflist.disabled" ]
+  grep -q 'runtime-endpoint: unix:///var/run/crio/crio.sock' "$HA_K8S_ROOT/etc/crictl.yaml"
+}
+
+@test "second run changes nothing: no apt-get update or install, no restart, same files" {
+  run_script prepare-node.sh
+  assert_success
+  before="$(root_fingerprint)"
+  : >"$CALLS"
+  run_script prepare-node.sh
+  assert_success
+  assert_equal "$(root_fingerprint)" "$before"
+  [ "$(count_calls '^apt-get')" -eq 0 ]
+  [ "$(count_calls '^systemctl restart')" -eq 0 ]
+  [ "$(count_calls '^sysctl --system')" -eq 0 ]
+  assert_output --partial "already installed"
+}
+
+@test "a changed CRI-O drop-in restarts crio once" {
+  run_script prepare-node.sh
+  printf '[crio.image]\npause_image = "registry.k8s.io/pause:3.11"\n' >"$HA_K8S_STAGE/crio.conf"
+  : >"$CALLS"
+  run_script prepare-node.sh
+  assert_success
+  [ "$(count_calls '^systemctl restart crio')" -eq 1 ]
+  [ "$(count_calls '^apt-get')" -eq 0 ]
+}
+
+@test "workers do not pre-pull control-plane images" {
+  NODE_ROLE=worker run_script prepare-node.sh
+  assert_success
+  [ "$(count_calls '^kubeadm config images pull')" -eq 0 ]
+}
+
+@test "a failing package installation stops the script with a clear message" {
+  stub apt-get 'case " $* " in *" install "*) exit 100 ;; esac'
+  run_script prepare-node.sh
+  assert_failure
+  assert_output --partial "package installation failed"
+  [ "$(count_calls '^apt-mark hold')" -eq 0 ]
+}
+
+@test "an unreachable repository key is retried, then fails naming the URL" {
+  stub curl 'exit 7'
+  run_script prepare-node.sh
+  assert_failure
+  [ "$(count_calls '^curl .*pkgs.k8s.io')" -eq 5 ]
+  assert_output --partial "cannot download the kubernetes repository key from ${KUBERNETES_APT_REPO}Release.key"
+}
+
+@test "a missing input is named" {
+  unset K8S_DEB_VERSION
+  run_script prepare-node.sh
+  assert_failure
+  assert_output --partial "environment variable K8S_DEB_VERSION is not set"
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bats
+# shellcheck, with every warning, on all bash in the repository (rendered bundles: test:artifacts).
+
+setup() { load helpers; }
+
+@test "shellcheck finds nothing in scripts/, tools/, .ci/run and the test helpers" {
+  cd "$REPO"
+  run shellcheck -x scripts/*.sh tools/*.sh .ci/run tests/scripts/helpers.bash tests/scripts/run.sh
+  assert_success
+  assert_output ""
+}
+
+@test "every machine script is strict and sources the shared library" {
+  for script in "$SCRIPTS"/*.sh; do
+    [ "$(basename "$script")" = lib.sh ] && continue
+    grep -qE '^set -(euo|uo) pipefail$' "$script" || fail "$script: no 'set -euo pipefail'"
+    grep -q '^\. "\$(dirname "\${BASH_SOURCE\[0\]}")/lib.sh"$' "$script" || fail "$script: does not source lib.sh"
+  done
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bats
+# scripts/verify.sh, kubeconfig.sh and install-cni.sh.
+
+setup() {
+  load helpers
+  setup_machine
+  export EXPECTED_NODES="c-cp-1 c-cp-2 c-worker-1" EXPECTED_ETCD_PEERS="10.10.0.10 10.10.0.11"
+  export API_ENDPOINT=10.10.0.2:6443 KUBECONFIG_PATH=/etc/kubernetes/admin.conf NODE_NAME=c-cp-1
+  export MEMBERS='8e9e05c52164694d, started, c-cp-1, https://10.10.0.10:2380, https://10.10.0.10:2379, false
+91bc3c398fb3c146, started, c-cp-2, https://10.10.0.11:2380, https://10.10.0.11:2379, false'
+  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; esac; exit 0'
+  stub crictl 'case "$1" in ps) echo etcd-id ;; exec) case "$*" in *"member list"*) echo "$MEMBERS" ;; esac ;; esac'
+}
+
+@test "verify: all nodes Ready, every control plane a healthy etcd member, API ready through the load balancer" {
+  run_script verify.sh
+  assert_success
+  assert_call_order "node/c-cp-1" "node/c-cp-2" "node/c-worker-1" "member list" "endpoint health --cluster" \
+    "^kubectl .*--server https://10.10.0.2:6443 .*get --raw /readyz"
+  assert_output --partial "cluster healthy: 3 nodes Ready, 2 etcd members"
+}
+
+@test "verify: a NotReady node and a missing etcd member are both reported" {
+  stub kubectl 'case "$*" in *node/c-worker-1*) exit 1 ;; *"get --raw /readyz"*) echo ok ;; esac; exit 0'
+  EXPECTED_ETCD_PEERS="10.10.0.10 10.10.0.11 10.10.0.12" run_script verify.sh
+  assert_failure
+  assert_output --partial "FAILED: node c-worker-1 is not Ready"
+  assert_output --partial "FAILED: no started etcd voting member at 10.10.0.12"
+  assert_output --partial "2 problem(s)"
+}
+
+@test "verify: an API not ready through the load balancer fails" {
+  stub kubectl 'case "$*" in *"--server https://10.10.0.2:6443"*) echo "[-]etcd failed"; exit 1 ;; esac; exit 0'
+  run_script verify.sh
+  assert_failure
+  assert_output --partial "the API does not answer ready through the load balancer"
+}
+
+@test "verify: extra etcd members being removed are a warning, not a failure" {
+  MEMBERS="$MEMBERS
+aaaaaaaaaaaaaaaa, started, c-cp-3, https://10.10.0.12:2380, https://10.10.0.12:2379, false"
+  run_script verify.sh
+  assert_success
+  assert_output --partial "etcd has 3 members, 2 expected"
+}
+
+@test "kubeconfig: prints admin.conf, never super-admin.conf" {
+  mkdir -p "$HA_K8S_ROOT/etc/kubernetes"
+  echo "admin kubeconfig" >"$HA_K8S_ROOT/etc/kubernetes/admin.conf"
+  echo "SUPER" >"$HA_K8S_ROOT/etc/kubernetes/super-admin.conf"
+  run_script kubeconfig.sh
+  assert_success
+  assert_output "admin kubeconfig"
+}
+
+@test "kubeconfig: a missing admin.conf is an error" {
+  run_script kubeconfig.sh
+  assert_failure
+  assert_output --partial "admin.conf is missing"
+}
+
+@test "cni: applies the pinned manifests server-side, then the Installation, and waits for this node" {
+  export CALICO_MANIFEST_URLS="https://x/v3.31.3/manifests/operator-crds.yaml https://x/v3.31.3/manifests/tigera-operator.yaml"
+  echo "kind: Installation" >"$HA_K8S_STAGE/calico-resources.yaml"
+  run_script install-cni.sh
+  assert_success
+  assert_call_order "apply --server-side --force-conflicts -f https://x/v3.31.3/manifests/operator-crds.yaml" \
+    "apply --server-side --force-conflicts -f https://x/v3.31.3/manifests/tigera-operator.yaml" \
+    "crd/installations.operator.tigera.io" "apply --server-side --force-conflicts -f $HA_K8S_STAGE/calico-resources.yaml" \
+    "tigerastatus/calico" "node/c-cp-1"
+}
+
+@test "cni: an unreachable manifest is retried, then fails naming it" {
+  export CALICO_MANIFEST_URLS="https://x/operator-crds.yaml"
+  echo "kind: Installation" >"$HA_K8S_STAGE/calico-resources.yaml"
+  stub kubectl 'case "$*" in *https://x/*) exit 1 ;; esac; exit 0'
+  run_script install-cni.sh
+  assert_failure
+  [ "$(count_calls 'https://x/operator-crds.yaml')" -eq 5 ]
+  assert_output --partial "cannot apply https://x/operator-crds.yaml"
+}
