@@ -17,9 +17,9 @@ const config = loadClusterConfig({ requireProject: !pulumi.runtime.isDryRun() })
 const plan = buildPlan(config);
 const cluster = config.clusterName;
 
-const network = new Network(cluster, { config, plan });
-const access = new ClusterAccess(cluster, { config });
-const pki = new ClusterPki(cluster, { clusterName: cluster });
+const network = new Network(`${cluster}-network`, { config, plan });
+const access = new ClusterAccess(`${cluster}-access`, { config });
+const pki = new ClusterPki(`${cluster}-pki`, { clusterName: cluster });
 const machineArgs = {
   config,
   plan,
@@ -34,6 +34,7 @@ const bootstrap = new ClusterBootstrap(`${cluster}-bootstrap`, {
   config,
   plan,
   instances: new Map([...loadBalancer.instances, ...nodePool.instances]),
+  network,
   externalIp: loadBalancer.externalIp,
   sshPrivateKey: access.sshPrivateKey,
   caCertPem: pki.caCertPem,

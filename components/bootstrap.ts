@@ -18,6 +18,8 @@ export interface ClusterBootstrapArgs {
   readonly plan: Plan;
   /** Every VM of the plan by node name. */
   readonly instances: ReadonlyMap<string, gcp.compute.Instance>;
+  /** The network (firewall, NAT): commands wait for all of it. */
+  readonly network: pulumi.Resource;
   /** The jump host's (and the API's) public address. */
   readonly externalIp: pulumi.Input<string>;
   readonly sshPrivateKey: pulumi.Input<string>;
@@ -70,6 +72,10 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     const resources = new Map<string, pulumi.Resource>();
     const commands = new Map<string, command.remote.Command>();
     for (const step of plan.steps) {
+      if (step.kind === "network") {
+        resources.set(step.id, args.network);
+        continue;
+      }
       if (step.kind === "vm") {
         resources.set(step.id, instanceOf(step.node));
         continue;
@@ -104,7 +110,6 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     const stdin = shape.secret
       ? pulumi.secret(values.apply((v) => renderStepCommand(config, plan, step, v, sources).bundle))
       : renderStepCommand(config, plan, step, undefined, sources).bundle;
-    const subject = step.subject === "cluster" ? step.node : step.subject;
     return new command.remote.Command(
       step.id.replace("/", "-"),
       {
@@ -113,7 +118,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         delete: shape.deleteCommand,
         stdin,
         // A new VM (replacement) means a new machine: run the step again from scratch.
-        triggers: [instanceOf(subject).instanceId],
+        triggers: step.rerunWhenReplaced.map((name) => instanceOf(name).instanceId),
         // Secret-bearing steps print progress on stderr only (redacted by the scripts); the
         // kubeconfig step's stdout is the admin kubeconfig and never printed.
         logging: shape.secret ? "stderr" : "stdoutAndStderr",
@@ -127,7 +132,8 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
           return dep;
         }),
         additionalSecretOutputs: shape.secret ? ["stdout", "stderr"] : [],
-        deleteBeforeReplace: true,
+        // Undo (delete action) on the old machine before the new one joins.
+        deleteBeforeReplace: shape.deleteCommand !== undefined,
         customTimeouts: { create: "40m", update: "40m", delete: "10m" },
       },
     );

@@ -4,7 +4,7 @@
 
 import { ClusterConfig } from "./config";
 import { renderHaproxyForPlan } from "./haproxy";
-import { Plan, buildPlan } from "./plan";
+import { Plan, buildPlan, runsOnMachine } from "./plan";
 import { RENDER_PLACEHOLDERS } from "./secrets";
 import { DeployValues, renderStepCommand, stepTraits } from "./steps";
 
@@ -46,7 +46,7 @@ export function renderAll(
   const counters = new Map<string, number>();
   const stepFiles = new Map<string, { script: string; onDelete?: string }>();
   for (const step of plan.steps) {
-    if (step.kind === "vm") continue;
+    if (!runsOnMachine(step)) continue;
     const command = renderStepCommand(config, plan, step, stepTraits(step).secret ? values : undefined, scriptSources);
     const n = (counters.get(step.node) ?? 0) + 1;
     counters.set(step.node, n);

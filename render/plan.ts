@@ -31,16 +31,36 @@ export interface FirewallRule {
 }
 
 export type StepKind =
-  "vm" | "haproxy" | "prepare" | "init" | "cni" | "credentials" | "join" | "member" | "verify" | "kubeconfig";
+  | "network"
+  | "vm"
+  | "haproxy"
+  | "prepare"
+  | "init"
+  | "cni"
+  | "credentials"
+  | "join"
+  | "member"
+  | "verify"
+  | "kubeconfig";
+
+/** Steps that create GCP resources rather than run a command on a machine. */
+export const INFRASTRUCTURE_KINDS: ReadonlySet<StepKind> = new Set<StepKind>(["network", "vm"]);
+export const runsOnMachine = (step: Step): boolean => !INFRASTRUCTURE_KINDS.has(step.kind);
+export const NETWORK_STEP = "cluster/network";
 
 export interface Step {
   /** "<subject node>/<kind>", unique. */
   readonly id: string;
   readonly kind: StepKind;
-  /** The machine the step runs on (for "vm": the machine it creates). */
+  /** The machine the step runs on (for "vm": the machine it creates; for "network": "cluster"). */
   readonly node: string;
-  /** The machine the step is about (differs from `node` for steps run on a control plane for another node). */
+  /**
+   * What the step is about: a node (differs from `node` for steps a control plane runs for another
+   * node), "workers" (all workers at once) or "cluster".
+   */
   readonly subject: string;
+  /** The VMs whose replacement re-runs this step from scratch (a new machine needs it again). */
+  readonly rerunWhenReplaced: readonly string[];
   readonly dependsOn: readonly string[];
   readonly description: string;
 }
@@ -331,24 +351,39 @@ const stepId = (subject: string, kind: StepKind) => `${subject}/${kind}`;
  */
 function planSteps(nodes: readonly PlannedNode[]): Step[] {
   const steps: Step[] = [];
-  const add = (kind: StepKind, node: string, subject: string, dependsOn: string[], description: string) =>
-    steps.push({ id: stepId(subject, kind), kind, node, subject, dependsOn, description });
+  const add = (
+    kind: StepKind,
+    node: string,
+    subject: string,
+    dependsOn: string[],
+    description: string,
+    rerunWhenReplaced: string[] = nodes.some((n) => n.name === subject) ? [subject] : [],
+  ) => steps.push({ id: stepId(subject, kind), kind, node, subject, dependsOn, description, rerunWhenReplaced });
 
   const loadBalancers = nodes.filter((n) => n.role === "loadbalancer");
   const controlPlanes = nodes.filter((n) => n.role === "control-plane");
   const workers = nodes.filter((n) => n.role === "worker");
   const first = controlPlanes[0];
 
+  // Machines need only the subnet to exist; commands on them also need the firewall (SSH) and
+  // Cloud NAT (packages), so they wait for the whole network.
+  add("network", "cluster", "cluster", [], "VPC, subnet, Cloud Router + NAT, firewall rules");
   for (const n of nodes) add("vm", n.name, n.name, [], `create the ${n.role} VM in ${n.zone}`);
   for (const lb of loadBalancers) {
-    add("haproxy", lb.name, lb.name, [stepId(lb.name, "vm")], "install HAProxy, check and load its config");
+    add(
+      "haproxy",
+      lb.name,
+      lb.name,
+      [stepId(lb.name, "vm"), NETWORK_STEP],
+      "install HAProxy, check and load its config",
+    );
   }
   for (const n of [...controlPlanes, ...workers]) {
     add(
       "prepare",
       n.name,
       n.name,
-      [stepId(n.name, "vm")],
+      [stepId(n.name, "vm"), NETWORK_STEP],
       "swap off, kernel modules, sysctl, CRI-O, kubelet/kubeadm/kubectl",
     );
   }
@@ -361,8 +396,9 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
   );
   add("cni", first.name, first.name, [stepId(first.name, "init")], "install Calico (operator + Installation)");
 
-  // Control planes: strictly one after the other.
-  let previousReady = stepId(first.name, "cni");
+  // Control planes: strictly one after the other. The first join does not need the CNI (static
+  // pods use the host network), so Calico installs meanwhile; "Ready" (member) does need it.
+  let previousReady = stepId(first.name, "init");
   for (const cp of controlPlanes.slice(1)) {
     add(
       "credentials",
@@ -382,15 +418,26 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
       "member",
       first.name,
       cp.name,
-      [stepId(cp.name, "join")],
+      [stepId(cp.name, "join"), stepId(first.name, "cni")],
       "wait until Ready with a healthy etcd member; on delete drain and remove it",
     );
     previousReady = stepId(cp.name, "member");
   }
-  // Workers: in parallel, behind init only.
+  // Workers: in parallel, behind init only. One token refresh serves them all; it runs again
+  // whenever a worker is added or replaced, so it always precedes the joins of the moment.
+  const workerCredentials = stepId("workers", "credentials");
+  if (workers.length > 0) {
+    add(
+      "credentials",
+      first.name,
+      "workers",
+      [stepId(first.name, "init")],
+      "refresh the bootstrap token before worker joins",
+      workers.map((w) => w.name),
+    );
+  }
   for (const w of workers) {
-    add("credentials", first.name, w.name, [stepId(first.name, "init")], "refresh the bootstrap token");
-    add("join", w.name, w.name, [stepId(w.name, "prepare"), stepId(w.name, "credentials")], "kubeadm join");
+    add("join", w.name, w.name, [stepId(w.name, "prepare"), workerCredentials], "kubeadm join");
     add(
       "member",
       first.name,
@@ -410,7 +457,7 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
     "verify",
     first.name,
     "cluster",
-    [previousReady, ...workers.map((w) => stepId(w.name, "member"))],
+    [...new Set([previousReady, stepId(first.name, "cni")]), ...workers.map((w) => stepId(w.name, "member"))],
     "all nodes Ready, one healthy etcd member per control plane, API answers through the load balancer",
   );
   return steps;

@@ -82,7 +82,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
   };
   const release = kubernetesRelease(config.kubernetesVersion);
   const apiEndpoint = `${plan.endpoint.internalIp}:${plan.endpoint.port}`;
-  const subject = step.subject === "cluster" ? undefined : node(step.subject);
+  const subject = step.subject === "cluster" || step.subject === "workers" ? undefined : node(step.subject);
   switch (step.kind) {
     case "haproxy":
       return {
@@ -134,7 +134,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
       const files: StepFile[] = [
         { name: "bootstrap-token", content: values().bootstrapToken, mode: 0o600, kind: "other" },
       ];
-      if (subject!.role === "control-plane") {
+      if (subject?.role === "control-plane") {
         // upload-certs takes the certificate key from a config file: no secret on a command line.
         const host = node(step.node);
         files.push({
@@ -146,7 +146,11 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
       }
       return {
         script: "refresh-credentials.sh",
-        env: { JOIN_NODE: subject!.name, JOIN_ROLE: subject!.role, KUBECONFIG_PATH: ADMIN_KUBECONFIG },
+        env: {
+          JOIN_NODE: subject ? subject.name : "the workers",
+          JOIN_ROLE: subject ? subject.role : "worker",
+          KUBECONFIG_PATH: ADMIN_KUBECONFIG,
+        },
         files,
       };
     }
@@ -194,7 +198,8 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
     case "kubeconfig":
       return { script: "kubeconfig.sh", env: {}, files: [] };
     case "vm":
-      throw new Error(`step ${step.id} creates a VM; it has no command`);
+    case "network":
+      throw new Error(`step ${step.id} creates GCP resources; it has no command`);
   }
 }
 

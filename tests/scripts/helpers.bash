@@ -1,9 +1,7 @@
 # Shared setup for the script tests: every script runs for real (bash), against a temporary root
 # (HA_K8S_ROOT) and stub system commands first on PATH. Each stub appends its name and arguments to
 # $CALLS, and does what the test told it to (default: succeed silently).
-# shellcheck shell=bash disable=SC2154,SC2016,SC2028,SC2034
-# SC2154: BATS_TEST_TMPDIR, status and output come from bats. SC2016/SC2028: stub bodies are code
-# written into files, quoted on purpose. SC2034: TOKEN and CERT_KEY are used by the .bats files.
+# shellcheck shell=bash disable=SC2154 # BATS_TEST_TMPDIR, status and output come from bats
 
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
@@ -11,42 +9,16 @@ load '/usr/lib/bats/bats-assert/load'
 REPO="$(cd "$(dirname "${BATS_TEST_FILENAME}")/../.." && pwd)"
 SCRIPTS="$REPO/scripts"
 
-# Commands the scripts call that must never reach the real machine.
-STUBBED=(apt-get apt-mark dpkg-query systemctl modprobe sysctl swapoff curl gpg kubeadm kubectl crictl cloud-init haproxy ss)
+# shellcheck source=tests/scripts/stubs.bash
+. "$REPO/tests/scripts/stubs.bash"
 
 setup_machine() {
-  export HA_K8S_ROOT="$BATS_TEST_TMPDIR/root"
-  export HA_K8S_STAGE="$BATS_TEST_TMPDIR/stage"
-  export HA_K8S_SLEEP=0
-  export CALLS="$BATS_TEST_TMPDIR/calls.log"
-  export STATE="$BATS_TEST_TMPDIR/state"
-  export STUBS="$BATS_TEST_TMPDIR/bin"
-  mkdir -p "$HA_K8S_ROOT/etc" "$HA_K8S_STAGE" "$STATE" "$STUBS"
-  : >"$CALLS"
-  for name in "${STUBBED[@]}"; do stub "$name" ""; done
-  export PATH="$STUBS:$PATH"
-}
-
-# stub <command> <bash body>: the body runs with the stub's arguments in "$@".
-stub() {
-  local name="$1" body="$2"
-  {
-    echo '#!/usr/bin/env bash'
-    echo 'printf "%s %s\n" "$(basename "$0")" "$*" >>"$CALLS"'
-    printf '%s\n' "$body"
-  } >"$STUBS/$name"
-  chmod +x "$STUBS/$name"
+  export MACHINE_DIR="$BATS_TEST_TMPDIR"
+  stub_machine
 }
 
 # run_script <name>: runs scripts/<name> with bats' run.
 run_script() { run bash "$SCRIPTS/$1"; }
-
-# calls_matching <regex>: the recorded calls that match.
-calls_matching() { grep -E "$1" "$CALLS" || true; }
-count_calls() { calls_matching "$1" | grep -c . || true; }
-
-# A checksum of every file under the temporary root, to prove a second run changed nothing.
-root_fingerprint() { (cd "$HA_K8S_ROOT" && find . -type f -print0 | sort -z | xargs -0 sha256sum; find . -type f -printf '%m %p\n' | sort); }
 
 # Fails unless the calls matching the regexes appear in this order.
 assert_call_order() {
@@ -59,31 +31,3 @@ assert_call_order() {
   done
 }
 
-# A stateful package manager: apt-get install records versions; dpkg-query reports them.
-stub_packages() {
-  stub apt-get '
-case " $* " in
-  *" install "*)
-    for arg in "$@"; do
-      case "$arg" in -*|install) ;; *=*) echo "${arg#*=}" >"$STATE/pkg-${arg%%=*}" ;; *) echo "1.36.0-1" >"$STATE/pkg-$arg" ;; esac
-    done ;;
-esac'
-  stub dpkg-query '
-pkg="${!#}"
-[ -f "$STATE/pkg-$pkg" ] || exit 1
-cat "$STATE/pkg-$pkg" | tr -d "\n"'
-}
-
-# A stateful systemd: start/restart/reload mark a unit active; is-active reports it.
-stub_systemd() {
-  stub systemctl '
-unit="${!#}"
-case "$1" in
-  start|restart|reload) touch "$STATE/active-$unit" ;;
-  is-active) [ -f "$STATE/active-$unit" ] ;;
-esac'
-}
-
-# Secrets as the scripts stage them; the tests check they never reach the output.
-TOKEN="abcdef.0123456789abcdef"
-CERT_KEY="$(printf 'f%.0s' {1..64})"

@@ -6,8 +6,7 @@ setup() {
   setup_machine
   stub_packages
   stub_systemd
-  stub curl 'out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; echo "KEY for $out" >"$out"'
-  stub gpg 'out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; echo dearmored >"$out"'
+  stub_downloads
   mkdir -p "$HA_K8S_ROOT/etc/cni/net.d"
   printf 'UUID=abc / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n' >"$HA_K8S_ROOT/etc/fstab"
   echo '{"cniVersion":"1.0.0"}' >"$HA_K8S_ROOT/etc/cni/net.d/10-crio-bridge.conflist"

@@ -156,26 +156,48 @@ describe("bootstrap steps", () => {
     expect(() => longestChain(plan.steps)).not.toThrow();
   });
 
+  test("commands on machines wait for the whole network (SSH firewall, NAT); VMs do not", () => {
+    expect(step("ha-k8s-cp-1/prepare").dependsOn).toEqual(["ha-k8s-cp-1/vm", "cluster/network"]);
+    expect(step("ha-k8s-lb-1/haproxy").dependsOn).toEqual(["ha-k8s-lb-1/vm", "cluster/network"]);
+    expect(step("ha-k8s-worker-1/vm").dependsOn).toEqual([]);
+  });
+
+  test("a single control plane's cluster is verified after the CNI", () => {
+    const single = planOf({ controlPlaneCount: 1 });
+    expect(single.steps.find((s) => s.kind === "verify")?.dependsOn).toEqual(
+      expect.arrayContaining(["ha-k8s-cp-1/init", "ha-k8s-cp-1/cni"]),
+    );
+  });
+
   test("init waits for its own preparation and for HAProxy; the CNI follows init", () => {
     expect(step("ha-k8s-cp-1/init").dependsOn).toEqual(["ha-k8s-cp-1/prepare", "ha-k8s-lb-1/haproxy"]);
     expect(step("ha-k8s-cp-1/cni").dependsOn).toEqual(["ha-k8s-cp-1/init"]);
   });
 
   test("control planes join one at a time, each after the previous one is Ready", () => {
-    expect(step("ha-k8s-cp-2/credentials").dependsOn).toEqual(["ha-k8s-cp-1/cni"]);
+    // The first join overlaps the CNI install; "Ready" needs the CNI, so membership waits for it.
+    expect(step("ha-k8s-cp-2/credentials").dependsOn).toEqual(["ha-k8s-cp-1/init"]);
+    expect(step("ha-k8s-cp-2/member").dependsOn).toEqual(["ha-k8s-cp-2/join", "ha-k8s-cp-1/cni"]);
     expect(step("ha-k8s-cp-3/credentials").dependsOn).toEqual(["ha-k8s-cp-2/member"]);
     expect(step("ha-k8s-cp-3/join").dependsOn).toEqual(["ha-k8s-cp-3/prepare", "ha-k8s-cp-3/credentials"]);
   });
 
   test("workers join in parallel after init, not behind control-plane joins", () => {
+    expect(step("workers/credentials").dependsOn).toEqual(["ha-k8s-cp-1/init"]);
     for (const w of ["ha-k8s-worker-1", "ha-k8s-worker-2"]) {
-      expect(step(`${w}/credentials`).dependsOn).toEqual(["ha-k8s-cp-1/init"]);
-      expect(step(`${w}/join`).dependsOn).toEqual([`${w}/prepare`, `${w}/credentials`]);
+      expect(step(`${w}/join`).dependsOn).toEqual([`${w}/prepare`, "workers/credentials"]);
     }
   });
 
+  test("a replaced machine re-runs its steps; the workers' token refresh re-runs for any of them", () => {
+    expect(step("ha-k8s-cp-2/join").rerunWhenReplaced).toEqual(["ha-k8s-cp-2"]);
+    expect(step("ha-k8s-cp-2/member").rerunWhenReplaced).toEqual(["ha-k8s-cp-2"]);
+    expect(step("workers/credentials").rerunWhenReplaced).toEqual(["ha-k8s-worker-1", "ha-k8s-worker-2"]);
+    expect(step("cluster/verify").rerunWhenReplaced).toEqual([]);
+  });
+
   test("credentials and membership run on the first control plane", () => {
-    expect(step("ha-k8s-worker-1/credentials").node).toBe("ha-k8s-cp-1");
+    expect(step("workers/credentials").node).toBe("ha-k8s-cp-1");
     expect(step("ha-k8s-cp-2/member").node).toBe("ha-k8s-cp-1");
   });
 
@@ -195,14 +217,30 @@ describe("bootstrap steps", () => {
         ).length,
     );
     expect(new Set(lengths).size).toBe(1);
-    // vm, prepare, init, cni, 3 per extra control plane, verify
-    expect(lengths[0]).toBe(5 + 3 * (cps - 1));
+    // vm, prepare, init, then credentials + join + member per extra control plane, verify
+    expect(lengths[0]).toBe(4 + 3 * (cps - 1));
   });
 
   test("longestChain rejects a cycle", () => {
     const steps = [
-      { id: "a", kind: "vm" as const, node: "n", subject: "n", dependsOn: ["b"], description: "" },
-      { id: "b", kind: "vm" as const, node: "n", subject: "n", dependsOn: ["a"], description: "" },
+      {
+        id: "a",
+        kind: "vm" as const,
+        node: "n",
+        subject: "n",
+        dependsOn: ["b"],
+        description: "",
+        rerunWhenReplaced: [],
+      },
+      {
+        id: "b",
+        kind: "vm" as const,
+        node: "n",
+        subject: "n",
+        dependsOn: ["a"],
+        description: "",
+        rerunWhenReplaced: [],
+      },
     ];
     expect(() => longestChain(steps)).toThrow(/cycle/);
   });

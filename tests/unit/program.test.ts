@@ -3,7 +3,7 @@
 import { ProgramRun, RecordedResource, runProgram } from "./harness";
 import { resolveConfig } from "../../render/config";
 import { readProjectFile, readStackFile } from "../../render/project";
-import { buildPlan } from "../../render/plan";
+import { buildPlan, runsOnMachine } from "../../render/plan";
 
 const T = {
   instance: "gcp:compute/instance:Instance",
@@ -31,7 +31,7 @@ describe("GCP resources", () => {
     expect(count(T.firewall)).toBe(devPlan.firewall.length);
     expect(count(T.instance)).toBe(6);
     expect(count(T.address)).toBe(6 + 1); // one static internal address per VM (the lone LB's is the endpoint) + the external one
-    expect(count(T.command)).toBe(devPlan.steps.filter((s) => s.kind !== "vm").length);
+    expect(count(T.command)).toBe(devPlan.steps.filter(runsOnMachine).length);
     for (const type of ["Network", "LoadBalancer", "NodePool", "ClusterBootstrap", "ClusterAccess", "ClusterPki"]) {
       expect(count(`ha-k8s:index:${type}`)).toBe(1);
     }
@@ -111,9 +111,10 @@ describe("GCP resources", () => {
 
 describe("bootstrap commands", () => {
   test("each command depends on exactly what the plan says", () => {
-    for (const step of devPlan.steps.filter((s) => s.kind !== "vm")) {
+    for (const step of devPlan.steps.filter(runsOnMachine)) {
       const expected = step.dependsOn.map((id) => {
         const dep = devPlan.steps.find((s) => s.id === id)!;
+        if (dep.kind === "network") return "ha-k8s-dev-network"; // the Network component: all of it
         return dep.kind === "vm" ? dep.node : id.replace("/", "-");
       });
       expect([step.id, commandFor(dev, step.id).dependsOn]).toEqual([step.id, expected]);
@@ -122,7 +123,11 @@ describe("bootstrap commands", () => {
 
   test("control-plane joins are serial; worker joins wait for init only", () => {
     expect(commandFor(dev, "ha-k8s-dev-cp-3/credentials").dependsOn).toEqual(["ha-k8s-dev-cp-2-member"]);
-    expect(commandFor(dev, "ha-k8s-dev-worker-1/credentials").dependsOn).toEqual(["ha-k8s-dev-cp-1-init"]);
+    expect(commandFor(dev, "workers/credentials").dependsOn).toEqual(["ha-k8s-dev-cp-1-init"]);
+    expect(commandFor(dev, "ha-k8s-dev-worker-2/join").dependsOn).toEqual([
+      "ha-k8s-dev-worker-2-prepare",
+      "workers-credentials",
+    ]);
     expect(commandFor(dev, "ha-k8s-dev-cp-1/init").dependsOn).toEqual([
       "ha-k8s-dev-cp-1-prepare",
       "ha-k8s-dev-lb-1-haproxy",

@@ -1,7 +1,8 @@
 // Runs index.ts under Pulumi mocks in a plain Node process, outside jest, so a program that fails
 // the way Pulumi programs fail (an Output whose computation throws, surfacing as an unhandled
 // rejection) can be observed as the runtime would: non-zero exit and the message on stderr.
-// Usage: ts-node --transpile-only tests/unit/run-program.ts '<json: {values, previousOutputs}>'
+// The benchmark (bench/run.ts) uses it too, with --stats, to measure the program's cost per size.
+// Usage: ts-node --transpile-only tests/unit/run-program.ts '<json: {values, previousOutputs}>' [--stats]
 
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigValues, mockResponse, stackConfig, unwrapSecrets } from "./mocks";
@@ -11,16 +12,19 @@ async function main(): Promise<void> {
     values?: ConfigValues;
     previousOutputs?: Record<string, unknown>;
   };
+  let registered = 0;
   pulumi.runtime.setAllConfig(stackConfig(values ?? {}));
   await pulumi.runtime.setMocks(
     {
-      newResource: (args) =>
-        mockResponse(
+      newResource: (args) => {
+        registered++;
+        return mockResponse(
           args.type,
           args.name,
           unwrapSecrets(args.inputs).value as Record<string, unknown>,
           previousOutputs,
-        ),
+        );
+      },
       call: (args) => args.inputs,
     },
     "ha-k8s",
@@ -28,11 +32,31 @@ async function main(): Promise<void> {
     false,
     "organization",
   );
+  const started = process.hrtime.bigint();
   const program = (await import("../../index")) as Record<string, unknown>;
   for (const value of Object.values(program)) {
     if (pulumi.Output.isInstance(value)) await (value as unknown as { promise(): Promise<unknown> }).promise();
   }
+  // Registrations finish asynchronously: wait until the count stops moving.
+  for (let last = -1; last !== registered;) {
+    last = registered;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   console.log("program completed");
+
+  if (process.argv.includes("--stats")) {
+    const { heapUsed, external, arrayBuffers } = process.memoryUsage();
+    const stats = {
+      seconds,
+      resources: registered,
+      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+      heapUsed,
+      external,
+      arrayBuffers,
+    };
+    console.log(`STATS ${JSON.stringify(stats)}`);
+  }
 }
 
 main().catch((error: Error) => {
