@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=tools/setup.sh
 . tools/setup.sh
 
-suites=(lint typecheck test:unit test:scripts test:lb)
+suites=(lint typecheck test:unit test:scripts test:lb test:artifacts)
 failed=()
 for suite in "${suites[@]}"; do
   printf '\n==> npm run %s\n' "$suite"

@@ -5,7 +5,7 @@ setup() { load helpers; }
 
 @test "shellcheck finds nothing in scripts/, tools/, .ci/run and the test helpers" {
   cd "$REPO"
-  run shellcheck -x scripts/*.sh tools/*.sh .ci/run tests/scripts/helpers.bash tests/scripts/run.sh
+  run shellcheck -x scripts/*.sh tools/*.sh bench/*.sh .ci/run tests/scripts/*.bash tests/scripts/run.sh
   assert_success
   assert_output ""
 }

@@ -1,0 +1,238 @@
+// Checks rendered artifacts with the real programs that consume them: kubeadm (built from the
+// Kubernetes Go modules by tools/kubeadm.sh), HAProxy, bash and shellcheck, plus YAML/JSON parsing
+// and consistency with the configuration. Used by run.ts for every stack and for the fixtures.
+
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { parseAllDocuments } from "yaml";
+import { RenderedFile } from "../../render/artifacts";
+import { ClusterConfig } from "../../render/config";
+import { PROJECT_DIR } from "../../render/project";
+import { kubernetesRelease } from "../../render/versions";
+
+export interface CheckResult {
+  readonly artifact: string;
+  readonly tool: string;
+  readonly version: string;
+  readonly ok: boolean;
+  /** The tool's own words when it failed (or why the check was skipped). */
+  readonly detail: string;
+  readonly skipped?: boolean;
+}
+
+interface Run {
+  status: number | null;
+  output: string;
+}
+
+function run(command: string, args: readonly string[], options: { cwd?: string } = {}): Run {
+  const result = spawnSync(command, args, { encoding: "utf8", cwd: options.cwd, maxBuffer: 16 * 1024 * 1024 });
+  if (result.error) return { status: null, output: String(result.error.message) };
+  return { status: result.status, output: `${result.stdout}${result.stderr}`.trim() };
+}
+
+const versionCache = new Map<string, string>();
+function toolVersion(key: string, command: string, args: readonly string[]): string {
+  if (!versionCache.has(key)) {
+    const out = run(command, args);
+    versionCache.set(key, out.status === 0 ? (/\d+\.\d+(\.\d+)?/.exec(out.output)?.[0] ?? "?") : "missing");
+  }
+  return versionCache.get(key)!;
+}
+
+function hasTool(name: string): boolean {
+  return run("bash", ["-c", `command -v ${name}`]).status === 0;
+}
+
+/** A missing tool fails in CI and is reported as skipped elsewhere. */
+function missing(artifact: string, tool: string, how: string): CheckResult {
+  const inCi = Boolean(process.env.CI);
+  return { artifact, tool, version: "missing", ok: !inCi, skipped: !inCi, detail: `${tool} not found: ${how}` };
+}
+
+const kubeadmPaths = new Map<string, string | Error>();
+/** The kubeadm of a Kubernetes patch version, built and cached by tools/kubeadm.sh on first use. */
+export function kubeadmFor(patch: string): string | Error {
+  if (!kubeadmPaths.has(patch)) {
+    const out = spawnSync("bash", [path.join(PROJECT_DIR, "tools/kubeadm.sh"), patch], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    kubeadmPaths.set(patch, out.status === 0 ? out.stdout.trim() : new Error(`tools/kubeadm.sh ${patch} failed`));
+  }
+  return kubeadmPaths.get(patch)!;
+}
+
+export function checkKubeadmConfig(file: string, artifact: string, patch: string): CheckResult[] {
+  const kubeadm = kubeadmFor(patch);
+  if (kubeadm instanceof Error)
+    return [missing(artifact, "kubeadm", `${kubeadm.message} (needs Go and the Go module proxy)`)];
+  const version = toolVersion(`kubeadm-${patch}`, kubeadm, ["version", "-o", "short"]);
+  const validate = run(kubeadm, ["config", "validate", "--config", file]);
+  const results: CheckResult[] = [
+    {
+      artifact,
+      tool: "kubeadm config validate",
+      version,
+      ok: validate.status === 0,
+      detail: validate.status === 0 ? "" : validate.output,
+    },
+  ];
+  // The images the configuration implies must be the ones this kubeadm knows for its version.
+  const text = fs.readFileSync(file, "utf8");
+  if (/kind: ClusterConfiguration/.test(text)) {
+    const images = run(kubeadm, ["config", "images", "list", "--config", file]);
+    const expected = `registry.k8s.io/kube-apiserver:v${patch}`;
+    const ok = images.status === 0 && images.output.split("\n").includes(expected);
+    results.push({
+      artifact,
+      tool: "kubeadm config images list",
+      version,
+      ok,
+      detail: ok ? "" : `expected ${expected} in:\n${images.output}`,
+    });
+  }
+  return results;
+}
+
+/** CRI-O's pause image must be the one kubeadm expects, or versions drift (kubernetes#115610). */
+export function checkPauseImage(file: string, artifact: string, patch: string): CheckResult {
+  const kubeadm = kubeadmFor(patch);
+  if (kubeadm instanceof Error) return missing(artifact, "kubeadm", kubeadm.message);
+  const version = toolVersion(`kubeadm-${patch}`, kubeadm, ["version", "-o", "short"]);
+  const pause = /pause_image = "([^"]+)"/.exec(fs.readFileSync(file, "utf8"))?.[1];
+  const images = run(kubeadm, ["config", "images", "list", "--kubernetes-version", `v${patch}`]);
+  const known = images.output.split("\n").filter((l) => l.includes("/pause:"));
+  const ok = images.status === 0 && pause !== undefined && known.includes(pause);
+  return {
+    artifact,
+    tool: "kubeadm config images list (pause)",
+    version,
+    ok,
+    detail: ok
+      ? ""
+      : `CRI-O pause_image ${pause ?? "(none)"}; kubeadm v${patch} expects ${known.join(", ") || images.output}`,
+  };
+}
+
+export function checkHaproxyConfig(file: string, artifact: string): CheckResult {
+  if (!hasTool("haproxy")) return missing(artifact, "haproxy -c", 'install the Debian package "haproxy"');
+  const version = toolVersion("haproxy", "haproxy", ["-v"]);
+  const check = run("haproxy", ["-c", "-f", file]);
+  return {
+    artifact,
+    tool: "haproxy -c",
+    version,
+    ok: check.status === 0,
+    detail: check.status === 0 ? "" : check.output,
+  };
+}
+
+export function checkScript(file: string, artifact: string): CheckResult[] {
+  const syntax = run("bash", ["-n", file]);
+  const results: CheckResult[] = [
+    {
+      artifact,
+      tool: "bash -n",
+      version: toolVersion("bash", "bash", ["--version"]),
+      ok: syntax.status === 0,
+      detail: syntax.status === 0 ? "" : syntax.output,
+    },
+  ];
+  if (!hasTool("shellcheck")) {
+    results.push(missing(artifact, "shellcheck", 'install the Debian package "shellcheck"'));
+  } else {
+    const lint = run("shellcheck", ["-x", file]);
+    results.push({
+      artifact,
+      tool: "shellcheck",
+      version: toolVersion("shellcheck", "shellcheck", ["--version"]),
+      ok: lint.status === 0,
+      detail: lint.status === 0 ? "" : lint.output,
+    });
+  }
+  return results;
+}
+
+/** Every document parses; every `cidr` in it is the cluster's pod CIDR. */
+export function checkManifest(text: string, artifact: string, podCidr: string): CheckResult {
+  const problems: string[] = [];
+  const cidrs: string[] = [];
+  const walk = (value: unknown): void => {
+    if (Array.isArray(value)) value.forEach(walk);
+    else if (value && typeof value === "object") {
+      for (const [key, v] of Object.entries(value)) {
+        if (key === "cidr" && typeof v === "string") cidrs.push(v);
+        walk(v);
+      }
+    }
+  };
+  for (const doc of parseAllDocuments(text)) {
+    if (doc.errors.length > 0) problems.push(...doc.errors.map((e) => e.message));
+    else walk(doc.toJS());
+  }
+  if (cidrs.length === 0) problems.push("no pod CIDR (cidr:) found");
+  for (const cidr of cidrs) if (cidr !== podCidr) problems.push(`cidr ${cidr} differs from podCidr ${podCidr}`);
+  return {
+    artifact,
+    tool: "yaml parse + pod CIDR",
+    version: "",
+    ok: problems.length === 0,
+    detail: problems.join("; "),
+  };
+}
+
+export function checkPlan(text: string, artifact: string, config: ClusterConfig): CheckResult {
+  try {
+    const plan = JSON.parse(text) as { nodes: { role: string }[] };
+    const count = (role: string) => plan.nodes.filter((n) => n.role === role).length;
+    const ok =
+      count("control-plane") === config.controlPlaneCount &&
+      count("worker") === config.workerCount &&
+      count("loadbalancer") === config.loadBalancerCount;
+    return {
+      artifact,
+      tool: "json parse + node counts",
+      version: "",
+      ok,
+      detail: ok ? "" : "node counts differ from the configuration",
+    };
+  } catch (error) {
+    return { artifact, tool: "json parse", version: "", ok: false, detail: (error as Error).message };
+  }
+}
+
+/** Checks every rendered file of one stack, written under `dir`. Identical files are checked once. */
+export function checkRendered(files: readonly RenderedFile[], dir: string, config: ClusterConfig): CheckResult[] {
+  const patch = kubernetesRelease(config.kubernetesVersion).patch;
+  const seen = new Set<string>();
+  const results: CheckResult[] = [];
+  for (const file of files) {
+    const key = `${file.kind}\n${file.content}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const onDisk = path.join(dir, file.path);
+    switch (file.kind) {
+      case "kubeadm-config":
+        results.push(...checkKubeadmConfig(onDisk, file.path, patch));
+        break;
+      case "haproxy-config":
+        results.push(checkHaproxyConfig(onDisk, file.path));
+        break;
+      case "script":
+        results.push(...checkScript(onDisk, file.path));
+        break;
+      case "manifest":
+        results.push(checkManifest(file.content, file.path, config.podCidr));
+        break;
+      case "plan":
+        results.push(checkPlan(file.content, file.path, config));
+        break;
+      case "other":
+        if (path.basename(file.path) === "crio.conf") results.push(checkPauseImage(onDisk, file.path, patch));
+        break;
+    }
+  }
+  return results;
+}

@@ -1,0 +1,107 @@
+// npm run test:artifacts: renders every stack in the repository and hands each artifact to the
+// real program that consumes it (checks.ts), then proves the kubeadm check can fail on a fixture
+// with a misspelled field. Prints one table (artifact, tool, version, result); exits 1 on any failure.
+
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { renderAll } from "../../render/artifacts";
+import { formatIssues, resolveConfig } from "../../render/config";
+import { listStacks, readProjectFile, readStackFile } from "../../render/project";
+import { readScriptSources } from "../../render/scripts";
+import { DEFAULT_KUBERNETES_MINOR, SUPPORTED_KUBERNETES, kubernetesRelease } from "../../render/versions";
+import { CheckResult, checkKubeadmConfig, checkRendered } from "./checks";
+
+interface Row extends CheckResult {
+  readonly stack: string;
+}
+
+function table(rows: readonly Row[]): string {
+  const cells = [
+    ["stack", "artifact", "tool", "version", "result"],
+    ...rows.map((r) => [r.stack, r.artifact, r.tool, r.version, r.skipped ? "SKIPPED" : r.ok ? "ok" : "FAIL"]),
+  ];
+  const widths = cells[0].map((_, i) => Math.max(...cells.map((c) => c[i].length)));
+  return cells.map((c) => c.map((v, i) => v.padEnd(widths[i])).join("  ")).join("\n");
+}
+
+function main(): number {
+  const defaults = readProjectFile().defaults;
+  const sources = readScriptSources();
+  const rows: Row[] = [];
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "ha-k8s-artifacts-"));
+  try {
+    // Every stack as it is, then the first stack at every other supported minor, so that a
+    // version bump in render/versions.ts is checked against that version's own kubeadm.
+    const stacks = listStacks();
+    const variants = [
+      ...stacks.map((stack) => ({ label: stack, values: readStackFile(stack) })),
+      ...Object.keys(SUPPORTED_KUBERNETES)
+        .filter((minor) => minor !== resolveConfig(readStackFile(stacks[0]), defaults).config?.kubernetesVersion)
+        .map((minor) => ({
+          label: `${stacks[0]}@${minor}`,
+          values: { ...readStackFile(stacks[0]), kubernetesVersion: minor },
+        })),
+    ];
+    for (const { label, values } of variants) {
+      const resolved = resolveConfig(values, defaults);
+      if (!resolved.config) {
+        console.error(formatIssues(`stack ${label} does not validate:`, resolved.errors));
+        return 1;
+      }
+      const { files } = renderAll(resolved.config, sources);
+      const dir = path.join(root, label);
+      for (const file of files) {
+        fs.mkdirSync(path.dirname(path.join(dir, file.path)), { recursive: true });
+        fs.writeFileSync(path.join(dir, file.path), file.content, { mode: file.mode });
+      }
+      const versionOnly = label.includes("@");
+      const checked = versionOnly
+        ? files.filter((f) => f.kind === "kubeadm-config" || path.basename(f.path) === "crio.conf")
+        : files;
+      rows.push(...checkRendered(checked, dir, resolved.config).map((r) => ({ ...r, stack: label })));
+    }
+
+    // The check must be able to fail: a misspelled field has to be rejected with kubeadm's own error.
+    const patch = kubernetesRelease(DEFAULT_KUBERNETES_MINOR).patch;
+    const fixtures = path.join(__dirname, "fixtures");
+    rows.push(
+      ...checkKubeadmConfig(path.join(fixtures, "kubeadm-valid.yaml"), "fixtures/kubeadm-valid.yaml", patch).map(
+        (r) => ({
+          ...r,
+          stack: "(fixture)",
+        }),
+      ),
+    );
+    const [broken] = checkKubeadmConfig(
+      path.join(fixtures, "kubeadm-misspelled.yaml"),
+      "fixtures/kubeadm-misspelled.yaml",
+      patch,
+    );
+    const rejectedAsExpected =
+      !broken.ok && /strict decoding error: unknown field "controlPlaneEndpont"/.test(broken.detail);
+    rows.push({
+      ...broken,
+      stack: "(fixture)",
+      tool: `${broken.tool} (must reject)`,
+      ok: broken.skipped ? broken.ok : rejectedAsExpected,
+      detail: rejectedAsExpected ? "" : `kubeadm did not reject the misspelled field as expected:\n${broken.detail}`,
+    });
+    if (rejectedAsExpected)
+      console.log(`kubeadm rejects the broken fixture with its own error:\n  ${broken.detail.split("\n")[0]}\n`);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+
+  console.log(table(rows));
+  const failed = rows.filter((r) => !r.ok);
+  const skipped = rows.filter((r) => r.skipped);
+  for (const r of failed) console.error(`\nFAIL ${r.stack} ${r.artifact} (${r.tool}):\n${r.detail}`);
+  for (const r of skipped) console.warn(`SKIPPED ${r.stack} ${r.artifact}: ${r.detail}`);
+  console.log(
+    `\n${rows.length} checks: ${rows.length - failed.length - skipped.length} ok, ${failed.length} failed, ${skipped.length} skipped`,
+  );
+  return failed.length > 0 ? 1 : 0;
+}
+
+process.exit(main());
