@@ -50,14 +50,18 @@ ensure_apt_packages() {
 }
 
 ensure_node_modules() {
-  local root
+  local root dir
   root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-  if [ ! -f "$root/node_modules/.package-lock.json" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
-    setup_log "installing npm dependencies (npm ci)"
-    (cd "$root" && npm ci --no-audit --no-fund >/dev/null)
-  fi
+  # The project and its policy pack (its own package.json, as pulumi --policy-pack wants).
+  for dir in "$root" "$root/policy"; do
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+      setup_log "installing npm dependencies in ${dir#"$root"/} (npm ci)"
+      (cd "$dir" && npm ci --no-audit --no-fund >/dev/null)
+    fi
+  done
 }
 
 ensure_node
-ensure_apt_packages
+# HA_K8S_SETUP_APT=0 (deploy, destroy): the Debian packages are for the tests only.
+[ "${HA_K8S_SETUP_APT:-1}" = 0 ] || ensure_apt_packages
 ensure_node_modules

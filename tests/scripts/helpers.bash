@@ -20,13 +20,12 @@ setup_machine() {
 # run_script <name>: runs scripts/<name> with bats' run.
 run_script() { run bash "$SCRIPTS/$1"; }
 
-# Fails unless the calls matching the regexes appear in this order.
+# Fails unless calls matching the regexes appear in this order (each after the previous match).
 assert_call_order() {
   local previous=0 line regex
   for regex in "$@"; do
-    line="$(grep -nE "$regex" "$CALLS" | head -n 1 | cut -d: -f1)"
-    [ -n "$line" ] || fail "no call matching: $regex"$'\n'"calls:"$'\n'"$(cat "$CALLS")"
-    [ "$line" -gt "$previous" ] || fail "call matching '$regex' (line $line) came before the previous one (line $previous)"
+    line="$(grep -nE "$regex" "$CALLS" | cut -d: -f1 | awk -v after="$previous" '$1 > after' | head -n 1)"
+    [ -n "$line" ] || fail "no call matching '$regex' after call $previous; calls:"$'\n'"$(cat -n "$CALLS")"
     previous="$line"
   done
 }
