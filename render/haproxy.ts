@@ -30,6 +30,9 @@ const BACKEND = "kube-apiservers";
  * - `timeout check 1s`: a hung server counts as a failure within the same interval;
  * - `retries 3` + `option redispatch 1`: a connection refused by a dead server is retried on
  *   another one, so clients see no failed new connection while the check has not noticed yet;
+ * - no `on-marked-down shutdown-sessions`: it would also cut a new connection that is waiting out
+ *   HAProxy's retry turn-around on a server that dies at that moment (the live test caught it);
+ *   sessions on a dead server end by themselves, and clients reconnect to a healthy one;
  * - client/server timeouts of 1 h: kube-apiserver ends watches after 30-60 min on its own
  *   (--min-request-timeout 1800 s, randomised up to twice that), and watches can be idle between
  *   events, so shorter timeouts would cut healthy watch streams.
@@ -120,7 +123,7 @@ export function renderHaproxyConfig(input: HaproxyConfigInput): string {
     "    option httpchk",
     "    http-check send meth GET uri /readyz",
     "    http-check expect status 200",
-    `    default-server check check-ssl verify none inter ${TIMING.inter} fall ${TIMING.fall} rise ${TIMING.rise} on-marked-down shutdown-sessions`,
+    `    default-server check check-ssl verify none inter ${TIMING.inter} fall ${TIMING.fall} rise ${TIMING.rise}`,
     ...input.servers.map((s) => `    server ${s.name} ${s.address}:${s.port}`),
     "",
     "frontend monitor",

@@ -187,8 +187,12 @@ live("HAProxy live on loopback", () => {
       }
     })();
     await sleep(500);
+    // "After the kill" starts when the process is gone (the signal is delivered asynchronously).
+    const victim = backends.get("cp-3")!.process!;
+    const exited = new Promise<void>((resolve) => victim.once("exit", () => resolve()));
+    victim.kill("SIGKILL");
+    await exited;
     killedAt = Date.now();
-    backends.get("cp-3")!.process!.kill("SIGKILL");
     await sleep(4000); // through detection (fall 2 x inter 1 s) and beyond
     stop = true;
     await loop;
