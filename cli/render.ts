@@ -9,9 +9,15 @@ import { renderAll } from "../render/artifacts";
 import { listStacks, readProjectFile, readStackFile } from "../render/project";
 import { readScriptSources } from "../render/scripts";
 
-const USAGE = "usage: npm run render -- --stack <name> --out <dir>";
+const USAGE = "usage: npm run render -- --stack <name> --out <dir> [--project-dir <dir with Pulumi.yaml>]";
 
-function parseArgs(argv: readonly string[]): { stack: string; out: string } {
+interface Options {
+  stack: string;
+  out: string;
+  projectDir?: string;
+}
+
+function parseArgs(argv: readonly string[]): Options {
   const args: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -22,23 +28,23 @@ function parseArgs(argv: readonly string[]): { stack: string; out: string } {
     if (!flag.startsWith("--") || argv[i + 1] === undefined) throw new Error(`unexpected argument "${flag}"; ${USAGE}`);
     args[flag.slice(2)] = argv[++i];
   }
-  const unknown = Object.keys(args).filter((k) => k !== "stack" && k !== "out");
+  const unknown = Object.keys(args).filter((k) => !["stack", "out", "project-dir"].includes(k));
   if (unknown.length > 0) throw new Error(`unknown option --${unknown[0]}; ${USAGE}`);
   if (!args.stack || !args.out) throw new Error(USAGE);
-  return { stack: args.stack, out: args.out };
+  return { stack: args.stack, out: args.out, projectDir: args["project-dir"] };
 }
 
 export function main(argv: readonly string[]): number {
-  let options: { stack: string; out: string };
+  let options: Options;
   let stackValues;
   try {
     options = parseArgs(argv);
-    stackValues = readStackFile(options.stack);
+    stackValues = readStackFile(options.stack, options.projectDir);
   } catch (error) {
     console.error(`render: ${(error as Error).message}`);
     return 2;
   }
-  const resolved = resolveConfig(stackValues, readProjectFile().defaults);
+  const resolved = resolveConfig(stackValues, readProjectFile(options.projectDir).defaults);
   for (const w of resolved.warnings) console.error(`warning: ${w.key}: ${w.message}`);
   if (!resolved.config) {
     console.error(formatIssues(`Invalid configuration for stack "${options.stack}":`, resolved.errors));
