@@ -9,9 +9,7 @@ trap 'rm -rf "$MACHINE_DIR"' EXIT
 # shellcheck source=tests/scripts/stubs.bash
 . "$REPO/tests/scripts/stubs.bash"
 stub_machine
-stub_packages
-stub_systemd
-stub_downloads
+stub_node_machine
 unset HA_K8S_STAGE
 bash -s <"$1" >/dev/null 2>&1
 

@@ -4,17 +4,11 @@
 # removes only those remote commands from the state (their targets are being deleted anyway),
 # says which, and destroys again. GCP resources are never dropped from the state, only deleted.
 set -euo pipefail
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STACK="${STACK:-dev}"
-if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
-  STACK="$1"
-  shift
-fi
 # shellcheck source=tools/pulumi-env.sh
-. "$REPO/tools/pulumi-env.sh"
-HA_K8S_SETUP_APT=0 . "$REPO/tools/setup.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/pulumi-env.sh"
+pulumi_env "$@"
 
-if pulumi destroy --stack "$STACK" "$@"; then exit 0; fi
+if pulumi destroy --stack "$STACK" "${PULUMI_ARGS[@]}"; then exit 0; fi
 
 echo "ha-k8s: destroy did not finish; removing unreachable delete-time commands from the state and retrying" >&2
 mapfile -t commands < <(pulumi stack export --stack "$STACK" |
@@ -23,4 +17,4 @@ for urn in "${commands[@]}"; do
   echo "ha-k8s: dropping from state (its machine is being deleted): $urn" >&2
   pulumi state delete --stack "$STACK" --yes --target-dependents "$urn" >/dev/null 2>&1 || true
 done
-exec pulumi destroy --stack "$STACK" "$@"
+exec pulumi destroy --stack "$STACK" "${PULUMI_ARGS[@]}"

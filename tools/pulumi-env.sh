@@ -8,53 +8,69 @@
 #     else a local file backend inside this folder (.pulumi-state, git-ignored);
 #   - a passphrase for the file backend's secrets: PULUMI_CONFIG_PASSPHRASE(_FILE) if set, else a
 #     random one kept in .pulumi-passphrase (0600, git-ignored; back it up with the state);
-#   - the stack (created when missing) and gcp:project (from gcloud's config when unset).
-# Expects REPO and STACK to be set.
+#   - the stack (created when missing) and gcp:project (from gcloud's config when unset);
+#   - Node 24 and the npm dependencies (tools/setup.sh, without the test-only Debian packages).
+# Usage, from a script in tools/: . pulumi-env.sh; pulumi_env "$@"
+# Sets STACK (first argument unless it is a flag; default dev) and PULUMI_ARGS (the rest).
 
 fail() {
   printf '%s\n' "$*" >&2
   exit 1
 }
 
-command -v pulumi >/dev/null 2>&1 ||
-  fail "The Pulumi CLI is not installed: install it with 'curl -fsSL https://get.pulumi.com | sh' (https://www.pulumi.com/docs/install/), then run this again."
+pulumi_env() {
+  REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  STACK="${STACK:-dev}"
+  if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
+    STACK="$1"
+    shift
+  fi
+  # shellcheck disable=SC2034 # read by the scripts that source this file
+  PULUMI_ARGS=("$@")
 
-has_gcp_credentials() {
-  [ -n "${GOOGLE_CREDENTIALS:-}" ] && return 0
-  [ -n "${GOOGLE_APPLICATION_CREDENTIALS:-}" ] && [ -f "$GOOGLE_APPLICATION_CREDENTIALS" ] && return 0
-  [ -f "${CLOUDSDK_CONFIG:-$HOME/.config/gcloud}/application_default_credentials.json" ] && return 0
-  command -v gcloud >/dev/null 2>&1 && gcloud auth application-default print-access-token >/dev/null 2>&1
+  command -v pulumi >/dev/null 2>&1 ||
+    fail "The Pulumi CLI is not installed: install it with 'curl -fsSL https://get.pulumi.com | sh' (https://www.pulumi.com/docs/install/), then run this again."
+
+  has_gcp_credentials() {
+    [ -n "${GOOGLE_CREDENTIALS:-}" ] && return 0
+    [ -n "${GOOGLE_APPLICATION_CREDENTIALS:-}" ] && [ -f "$GOOGLE_APPLICATION_CREDENTIALS" ] && return 0
+    [ -f "${CLOUDSDK_CONFIG:-$HOME/.config/gcloud}/application_default_credentials.json" ] && return 0
+    command -v gcloud >/dev/null 2>&1 && gcloud auth application-default print-access-token >/dev/null 2>&1
+  }
+  has_gcp_credentials ||
+    fail "No Google Cloud credentials: run 'gcloud auth application-default login' (or set GOOGLE_APPLICATION_CREDENTIALS to a key file)."
+
+  if [ -z "${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then
+    mkdir -p "$REPO/.pulumi-state"
+    export PULUMI_BACKEND_URL="file://$REPO/.pulumi-state"
+  fi
+  backend="${PULUMI_BACKEND_URL:-$(pulumi whoami --verbose 2>/dev/null | sed -n 's/^Backend URL: //p')}"
+  printf 'ha-k8s: backend %s, stack %s\n' "${backend:-(logged in)}" "$STACK" >&2
+
+  # Self-managed backends keep secrets with a passphrase; Pulumi Cloud does not need one.
+  if [[ "$backend" != https://* ]] && [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+    passphrase_file="$REPO/.pulumi-passphrase"
+    if [ ! -s "$passphrase_file" ]; then
+      (umask 077 && head -c 32 /dev/urandom | base64 >"$passphrase_file")
+      printf 'ha-k8s: created %s (0600): it encrypts this stack'"'"'s secrets; keep it with the state\n' "$passphrase_file" >&2
+    fi
+    export PULUMI_CONFIG_PASSPHRASE_FILE="$passphrase_file"
+  fi
+
+  cd "$REPO" || fail "Cannot enter $REPO."
+  pulumi stack select "$STACK" >/dev/null 2>&1 || pulumi stack init "$STACK" >/dev/null ||
+    fail "Cannot select or create stack $STACK (see pulumi's message above)."
+
+  if ! pulumi config get gcp:project >/dev/null 2>&1; then
+    project=""
+    if command -v gcloud >/dev/null 2>&1; then project="$(gcloud config get-value project 2>/dev/null || true)"; fi
+    if [ -z "$project" ] || [ "$project" = "(unset)" ]; then
+      fail "No GCP project: run 'pulumi config set gcp:project <project-id> --stack $STACK' (or 'gcloud config set project <project-id>')."
+    fi
+    pulumi config set gcp:project "$project" >/dev/null
+    printf 'ha-k8s: gcp:project set to %s (from gcloud)\n' "$project" >&2
+  fi
+
+  # shellcheck source=tools/setup.sh
+  HA_K8S_SETUP_APT=0 . "$REPO/tools/setup.sh"
 }
-has_gcp_credentials ||
-  fail "No Google Cloud credentials: run 'gcloud auth application-default login' (or set GOOGLE_APPLICATION_CREDENTIALS to a key file)."
-
-if [ -z "${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then
-  mkdir -p "$REPO/.pulumi-state"
-  export PULUMI_BACKEND_URL="file://$REPO/.pulumi-state"
-fi
-backend="${PULUMI_BACKEND_URL:-$(pulumi whoami --verbose 2>/dev/null | sed -n 's/^Backend URL: //p')}"
-printf 'ha-k8s: backend %s, stack %s\n' "${backend:-(logged in)}" "$STACK" >&2
-
-# Self-managed backends keep secrets with a passphrase; Pulumi Cloud does not need one.
-if [[ "$backend" != https://* ]] && [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
-  passphrase_file="$REPO/.pulumi-passphrase"
-  if [ ! -s "$passphrase_file" ]; then
-    (umask 077 && head -c 32 /dev/urandom | base64 >"$passphrase_file")
-    printf 'ha-k8s: created %s (0600): it encrypts this stack'"'"'s secrets; keep it with the state\n' "$passphrase_file" >&2
-  fi
-  export PULUMI_CONFIG_PASSPHRASE_FILE="$passphrase_file"
-fi
-
-cd "$REPO" || fail "Cannot enter $REPO."
-pulumi stack select "$STACK" >/dev/null 2>&1 || pulumi stack init "$STACK" >/dev/null ||
-  fail "Cannot select or create stack $STACK (see pulumi's message above)."
-
-if ! pulumi config get gcp:project >/dev/null 2>&1; then
-  project=""
-  if command -v gcloud >/dev/null 2>&1; then project="$(gcloud config get-value project 2>/dev/null || true)"; fi
-  if [ -z "$project" ] || [ "$project" = "(unset)" ]; then
-    fail "No GCP project: run 'pulumi config set gcp:project <project-id> --stack $STACK' (or 'gcloud config set project <project-id>')."
-  fi
-  pulumi config set gcp:project "$project" >/dev/null
-  printf 'ha-k8s: gcp:project set to %s (from gcloud)\n' "$project" >&2
-fi

@@ -12,9 +12,7 @@ setup_file() {
 setup() {
   load helpers
   setup_machine
-  stub_packages
-  stub_systemd
-  stub_downloads
+  stub_node_machine
   unset HA_K8S_STAGE
 }
 

@@ -4,9 +4,7 @@
 setup() {
   load helpers
   setup_machine
-  stub_packages
-  stub_systemd
-  stub_downloads
+  stub_node_machine
   mkdir -p "$HA_K8S_ROOT/etc/cni/net.d"
   printf 'UUID=abc / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n' >"$HA_K8S_ROOT/etc/fstab"
   echo '{"cniVersion":"1.0.0"}' >"$HA_K8S_ROOT/etc/cni/net.d/10-crio-bridge.conflist"

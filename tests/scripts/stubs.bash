@@ -72,6 +72,13 @@ stub_downloads() {
   stub gpg 'out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; echo dearmored >"$out"'
 }
 
+# A machine about to be prepared: stateful packages and systemd, downloads that succeed.
+stub_node_machine() {
+  stub_packages
+  stub_systemd
+  stub_downloads
+}
+
 # Secrets as the scripts stage them; the tests check they never reach the output.
 TOKEN="abcdef.0123456789abcdef"
 CERT_KEY="$(printf 'f%.0s' {1..64})"
