@@ -5,6 +5,7 @@
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
+import { renderCloudConfig } from "../render/cloudinit";
 import { PlannedNode, names } from "../render/plan";
 
 export const SSH_USER = "k8sadmin";
@@ -74,6 +75,7 @@ export function createVm(
       canIpForward: node.role !== "loadbalancer",
       shieldedInstanceConfig: { enableSecureBoot: true, enableVtpm: true, enableIntegrityMonitoring: true },
       metadata: {
+        "user-data": renderCloudConfig(),
         "ssh-keys": pulumi.interpolate`${SSH_USER}:${args.sshPublicKey}`,
         "block-project-ssh-keys": "true",
         "enable-oslogin": "FALSE",

@@ -2,6 +2,7 @@
 // The CLI writes them, the artifact suite feeds them to the real consumers (kubeadm, haproxy,
 // shellcheck), and the components call the same renderers. Pure: script sources are passed in.
 
+import { renderCloudConfig } from "./cloudinit";
 import { ClusterConfig } from "./config";
 import { renderHaproxyForPlan } from "./haproxy";
 import { Plan, buildPlan, runsOnMachine } from "./plan";
@@ -11,9 +12,11 @@ import { DeployValues, renderStepCommand, stepTraits } from "./steps";
 /**
  * What consumes a file, so the artifact suite knows which real tool checks it:
  * kubeadm-config → `kubeadm config validate`; haproxy-config → `haproxy -c`; script → `bash -n` +
- * shellcheck; manifest → YAML parse + consistency with the config; plan → JSON; other → nothing.
+ * shellcheck; manifest → YAML parse + consistency with the config; cloud-config → cloud-init's schema
+ * and `sshd -t` on the sshd drop-in; plan → JSON; other → nothing.
  */
-export type RenderedKind = "plan" | "kubeadm-config" | "haproxy-config" | "script" | "manifest" | "other";
+export type RenderedKind =
+  "plan" | "kubeadm-config" | "haproxy-config" | "script" | "manifest" | "cloud-config" | "other";
 
 export interface RenderedFile {
   /** Path relative to the output directory, e.g. "plan.json" or "ha-k8s-cp-1/02-init.sh". */
@@ -30,7 +33,7 @@ export interface RenderResult {
 }
 
 /**
- * Renders the plan and, per machine, every step bundle in run order
+ * Renders the plan and, per machine, the cloud-config it boots with and every step bundle in run order
  * (`<node>/<NN>-<step>.sh`, exactly what is piped to `sudo bash -s`) with the files it stages
  * (`<node>/<NN>-<step>/<file>`). Deploy-time values default to clear placeholders.
  */
@@ -43,6 +46,14 @@ export function renderAll(
   const files: RenderedFile[] = [
     { path: "loadbalancer/haproxy.cfg", content: renderHaproxyForPlan(plan), mode: 0o644, kind: "haproxy-config" },
   ];
+  for (const node of plan.nodes) {
+    files.push({
+      path: `${node.name}/00-cloud-config.yaml`,
+      content: renderCloudConfig(),
+      mode: 0o644,
+      kind: "cloud-config",
+    });
+  }
   const counters = new Map<string, number>();
   const stepFiles = new Map<string, { script: string; onDelete?: string }>();
   for (const step of plan.steps) {

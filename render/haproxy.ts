@@ -30,6 +30,9 @@ const BACKEND = "kube-apiservers";
  * - `timeout check 1s`: a hung server counts as a failure within the same interval;
  * - `retries 3` + `option redispatch 1`: a connection refused by a dead server is retried on
  *   another one, so clients see no failed new connection while the check has not noticed yet;
+ * - `timeout connect 1s`: inside one VPC a connect takes milliseconds; a VM that vanished without
+ *   resetting connections costs a new connection at most this long before it is redispatched
+ *   (and leastconn sends many there: the dead server holds no connections);
  * - no `on-marked-down shutdown-sessions`: it would also cut a new connection that is waiting out
  *   HAProxy's retry turn-around on a server that dies at that moment (the live test caught it);
  *   sessions on a dead server end by themselves, and clients reconnect to a healthy one;
@@ -42,7 +45,7 @@ const TIMING = {
   fall: 2,
   rise: 2,
   checkTimeout: "1s",
-  connectTimeout: "3s",
+  connectTimeout: "1s",
   clientServerTimeout: "1h",
   retries: 3,
 };
@@ -53,6 +56,9 @@ function validate(input: HaproxyConfigInput): void {
   const names = input.servers.map((s) => s.name);
   const duplicate = names.find((n, i) => names.indexOf(n) !== i);
   if (duplicate) problems.push(`server name ${duplicate} appears twice`);
+  const endpoints = input.servers.map((s) => `${s.address}:${s.port}`);
+  const sameEndpoint = endpoints.find((e, i) => endpoints.indexOf(e) !== i);
+  if (sameEndpoint) problems.push(`${sameEndpoint} is listed twice`);
   for (const s of input.servers) {
     if (!/^[A-Za-z0-9._-]+$/.test(s.name))
       problems.push(`server name "${s.name}" has characters HAProxy does not accept`);

@@ -69,9 +69,14 @@ package tools
 
 import _ "k8s.io/kubernetes/cmd/kubeadm"
 EOF
-go mod tidy >/dev/null 2>&1 || true
+needs_go="$(sed -n 's/^go \([0-9.]*\).*/\1/p' "$upstream_mod")"
+have_go="$(go env GOVERSION | sed 's/^go//')"
+if [ "$(printf '%s\n%s\n' "$needs_go" "$have_go" | sort -V | head -n 1)" != "$needs_go" ]; then
+  log "k8s.io/kubernetes v$version needs Go $needs_go, this is Go $have_go: export GOTOOLCHAIN=go1.27.3 (or newer) and retry"
+  exit 1
+fi
 pkg=k8s.io/component-base/version
-ldflags="-s -w -X $pkg.gitVersion=v$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=${BASH_REMATCH[1]} -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+ldflags="-s -w -X $pkg.gitVersion=v$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=${BASH_REMATCH[1]} -X $pkg.gitCommit=unknown -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$work/kubeadm" k8s.io/kubernetes/cmd/kubeadm
 built="$("$work/kubeadm" version -o short)"
 [ "$built" = "v$version" ] || {

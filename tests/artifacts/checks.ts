@@ -4,6 +4,7 @@
 
 import { spawnSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { parseAllDocuments } from "yaml";
 import { RenderedFile } from "../../render/artifacts";
@@ -129,6 +130,46 @@ export function checkHaproxyConfig(file: string, artifact: string): CheckResult 
   };
 }
 
+/** cloud-init's own schema check, and `sshd -t` on the sshd drop-in the cloud-config writes. */
+export function checkCloudConfig(file: string, artifact: string): CheckResult[] {
+  const results: CheckResult[] = [];
+  if (!hasTool("cloud-init")) {
+    results.push(missing(artifact, "cloud-init schema", 'install the Debian package "cloud-init"'));
+  } else {
+    const schema = run("cloud-init", ["schema", "--config-file", file]);
+    const ok = schema.status === 0 && /Valid/i.test(schema.output);
+    results.push({
+      artifact,
+      tool: "cloud-init schema",
+      version: toolVersion("cloud-init", "cloud-init", ["--version"]),
+      ok,
+      detail: ok ? "" : schema.output,
+    });
+  }
+  const sshd = ["/usr/sbin/sshd", "sshd"].find((p) => run("bash", ["-c", `command -v ${p}`]).status === 0);
+  if (!sshd) {
+    results.push(missing(artifact, "sshd -t", 'install the Debian package "openssh-server"'));
+    return results;
+  }
+  // The drop-in as sshd would include it, with a throwaway host key so the test needs no /etc/ssh.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sshd-"));
+  const doc = parseAllDocuments(fs.readFileSync(file, "utf8"))[0].toJS() as { write_files: { content: string }[] };
+  fs.writeFileSync(path.join(dir, "drop-in.conf"), doc.write_files[0].content);
+  run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(dir, "host_key")]);
+  fs.writeFileSync(path.join(dir, "sshd_config"), `Include ${dir}/drop-in.conf\nHostKey ${dir}/host_key\n`);
+  fs.mkdirSync("/run/sshd", { recursive: true }); // sshd -t wants its privilege separation directory
+  const test = run(sshd, ["-t", "-f", path.join(dir, "sshd_config")]);
+  results.push({
+    artifact,
+    tool: "sshd -t (drop-in)",
+    version: toolVersion("sshd", "bash", ["-c", `${sshd} -V 2>&1 || true`]),
+    ok: test.status === 0,
+    detail: test.status === 0 ? "" : test.output,
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+  return results;
+}
+
 export function checkScript(file: string, artifact: string): CheckResult[] {
   const syntax = run("bash", ["-n", file]);
   const results: CheckResult[] = [
@@ -228,6 +269,9 @@ export function checkRendered(files: readonly RenderedFile[], dir: string, confi
         break;
       case "plan":
         results.push(checkPlan(file.content, file.path, config));
+        break;
+      case "cloud-config":
+        results.push(...checkCloudConfig(onDisk, file.path));
         break;
       case "other":
         if (path.basename(file.path) === "crio.conf") results.push(checkPauseImage(onDisk, file.path, patch));

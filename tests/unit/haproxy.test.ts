@@ -48,6 +48,11 @@ test("the test runtime changes only the global section", () => {
 test.each<[string, Partial<HaproxyConfigInput>, RegExp]>([
   ["no servers", { servers: [] }, /at least one API server/],
   ["duplicate names", { servers: [base.servers[0], base.servers[0]] }, /appears twice/],
+  [
+    "one API server under two names",
+    { servers: [base.servers[0], { ...base.servers[0], name: "b" }] },
+    /10.0.0.1:6443 is listed twice/,
+  ],
   ["bad name", { servers: [{ name: "a b", address: "10.0.0.1", port: 6443 }] }, /characters/],
   ["bad port", { servers: [{ name: "a", address: "10.0.0.1", port: 70000 }] }, /out of range/],
   ["monitor on the API port", { monitor: { address: "*", port: 6443, path: "/healthz" } }, /share a port/],

@@ -4,6 +4,7 @@ import { ProgramRun, RecordedResource, runProgram } from "./harness";
 import { resolveConfig } from "../../render/config";
 import { readProjectFile, readStackFile } from "../../render/project";
 import { buildPlan, runsOnMachine } from "../../render/plan";
+import { renderCloudConfig } from "../../render/cloudinit";
 
 const T = {
   instance: "gcp:compute/instance:Instance",
@@ -62,7 +63,7 @@ describe("GCP resources", () => {
         enableVtpm: true,
         enableIntegrityMonitoring: true,
       });
-      expect(vm.inputs.metadata).toMatchObject({ "block-project-ssh-keys": "true" });
+      expect(vm.inputs.metadata).toMatchObject({ "block-project-ssh-keys": "true", "user-data": renderCloudConfig() });
       expect((vm.inputs.metadata as Record<string, string>)["ssh-keys"]).toMatch(/^k8sadmin:ssh-ed25519 /);
       expect((vm.inputs.bootDisk as { initializeParams: { image: string } }).initializeParams.image).toBe(
         "ubuntu-os-cloud/ubuntu-2404-lts-amd64",

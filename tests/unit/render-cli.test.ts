@@ -40,6 +40,7 @@ test("renders dev: plan.json with the nodes, haproxy.cfg, and each machine's fil
     "server ha-k8s-dev-cp-3 10.10.0.12:6443",
   );
   expect(fs.readdirSync(path.join(out, "ha-k8s-dev-worker-1")).sort()).toEqual([
+    "00-cloud-config.yaml",
     "01-prepare",
     "01-prepare.sh",
     "02-join",

@@ -9,6 +9,7 @@ import { renderBundle, shellQuote, stageDir } from "../../render/bundle";
 import { publicKubeconfig } from "../../render/kubeconfig";
 import { renderCrioDropIn } from "../../render/crio";
 import { renderCalicoResources } from "../../render/calico";
+import { renderCloudConfig } from "../../render/cloudinit";
 import { TEST_CA_CERT, TEST_CA_CERT_HASH, FAKE_ADMIN_CONF } from "./fixtures";
 
 const config: ClusterConfig = resolveConfig({ workerCount: 2 }, readProjectFile().defaults).config!;
@@ -65,6 +66,22 @@ describe("kubeadm configuration", () => {
 });
 
 describe("join secrets", () => {
+  test("secrets that look like numbers stay strings in the YAML kubeadm reads", () => {
+    const numeric = {
+      bootstrapToken: "123456.1234567890123456",
+      certificateKey: "1".repeat(64),
+      caCertHash: `sha256:${"2".repeat(64)}`,
+    };
+    const [initCfg] = docs(
+      renderInitConfiguration(config, plan, node("ha-k8s-cp-1"), numeric, { externalIp: "198.51.100.7" }),
+    );
+    expect(initCfg.bootstrapTokens[0].token).toBe(numeric.bootstrapToken);
+    expect(initCfg.certificateKey).toBe(numeric.certificateKey);
+    const [join] = docs(renderJoinConfiguration(plan, node("ha-k8s-cp-2"), numeric));
+    expect(join.controlPlane.certificateKey).toBe(numeric.certificateKey);
+    expect(join.discovery.bootstrapToken.token).toBe(numeric.bootstrapToken);
+  });
+
   test("derived token and key have kubeadm's formats, are stable, and differ per seed", () => {
     const seed = "x".repeat(64);
     const a = deriveJoinTokens(seed);
@@ -139,6 +156,15 @@ describe("bundles", () => {
 });
 
 describe("small renderers", () => {
+  test("cloud-config raises sshd's MaxStartups for parallel bootstrap connections", () => {
+    const text = renderCloudConfig();
+    expect(text.startsWith("#cloud-config\n")).toBe(true);
+    const [config] = docs(text);
+    expect(config.write_files[0]).toMatchObject({ path: "/etc/ssh/sshd_config.d/60-ha-k8s.conf", permissions: "0644" });
+    expect(config.write_files[0].content).toMatch(/^MaxStartups 200:30:1000$/m);
+    expect(config.runcmd).toEqual([["systemctl", "reload-or-restart", "ssh"]]);
+  });
+
   test("public kubeconfig points at the external address", () => {
     const out = publicKubeconfig(FAKE_ADMIN_CONF, "198.51.100.7", 6443);
     expect(out).toContain("    server: https://198.51.100.7:6443");
