@@ -1,5 +1,6 @@
 // The rules of rules.ts as @pulumi/policy policies, all mandatory. The prod-only rules read the
-// policy config `environment` ("dev" by default; the prod workflows pass prod.json).
+// policy config `environment`: "prod" unless a run says otherwise (dev runs pass dev.json), so a
+// run that forgets its config is held to the stricter standard.
 
 import {
   PolicyResource,
@@ -22,7 +23,7 @@ import {
 export type { ResourceValidationArgs, StackValidationArgs } from "@pulumi/policy";
 
 const configSchema = {
-  properties: { environment: { type: "string" as const, enum: ["dev", "prod"], default: "dev" } },
+  properties: { environment: { type: "string" as const, enum: ["dev", "prod"], default: "prod" } },
 };
 
 function resourcePolicy(
@@ -36,7 +37,7 @@ function resourcePolicy(
     enforcementLevel: "mandatory",
     configSchema,
     validateResource: (args, reportViolation) => {
-      const env = args.getConfig<{ environment?: Environment }>().environment ?? "dev";
+      const env = args.getConfig<{ environment?: Environment }>().environment ?? "prod";
       for (const v of rule({ type: args.type, name: args.name, props: args.props }, env)) reportViolation(v.message);
     },
   };
@@ -63,7 +64,7 @@ export const stackPolicy: StackValidationPolicy & { validateStack: StackValidati
   enforcementLevel: "mandatory",
   configSchema,
   validateStack: (args, reportViolation) => {
-    const env = args.getConfig<{ environment?: Environment }>().environment ?? "dev";
+    const env = args.getConfig<{ environment?: Environment }>().environment ?? "prod";
     const resources = args.resources.map((r: PolicyResource) => ({ type: r.type, name: r.name, props: r.props }));
     for (const v of controlPlaneQuorum(resources, env)) reportViolation(v.message);
   },

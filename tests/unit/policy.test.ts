@@ -108,6 +108,8 @@ describe("the @pulumi/policy wrappers report what the rules find", () => {
       expect.stringContaining("opens 10250 to 0.0.0.0/0"),
     ]);
     expect(validate("no-world-open-sensitive-ports", firewall(["10250"], ["0.0.0.0/0"]), "dev")).toEqual([]);
+    // Without a policy config the prod rules apply: a forgotten --policy-pack-config is strict.
+    expect(validate("no-world-open-sensitive-ports", firewall(["10250"], ["0.0.0.0/0"]))).toHaveLength(1);
     expect(validate("shielded-vm", node("worker", { shieldedInstanceConfig: undefined }), "dev")).toHaveLength(1);
   });
 
