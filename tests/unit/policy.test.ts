@@ -86,14 +86,14 @@ describe("rules", () => {
 });
 
 describe("the @pulumi/policy wrappers report what the rules find", () => {
-  const validate = (policyName: string, r: Resource, environment: Environment): string[] => {
+  const validate = (policyName: string, r: Resource, environment?: Environment): string[] => {
     const policy = resourcePolicies.find((p) => p.name === policyName)!;
     const reported: string[] = [];
     const args = {
       type: r.type,
       name: r.name,
       props: r.props,
-      getConfig: () => ({ environment }),
+      getConfig: () => (environment ? { environment } : {}),
     } as unknown as ResourceValidationArgs;
     void policy.validateResource(args, (message: string) => reported.push(message));
     return reported;
