@@ -1,13 +1,18 @@
 // A "bundle" is the one bash program a bootstrap step pipes to `sudo bash -s` over SSH: it stages
-// lib.sh, the step's script(s) and its rendered files in a root-only directory, then runs the
-// script with its inputs as environment variables. Secrets travel as staged files (0600), never as
-// arguments or environment (visible in /proc). Pure: script sources are passed in.
+// lib.sh, the step's script, its delete-time script and its rendered files in a root-only
+// directory, writes the step's inputs to an `env` file there, runs the script with them, and removes
+// the secret files again, whatever the outcome. Secrets travel as staged files (0600), never as
+// arguments or environment (visible in /proc). The delete-time action (`on-delete.sh`) finds the
+// same inputs in `env` later, when Pulumi runs only the stored delete command. Pure: script sources
+// are passed in.
 
 export interface StagedFile {
   /** File name inside the stage directory. */
   readonly name: string;
   readonly content: string;
   readonly mode: number;
+  /** Removed as soon as the step's script has run (Pulumi sends it again on every run). */
+  readonly secret?: boolean;
 }
 
 export interface BundleInput {
@@ -15,8 +20,8 @@ export interface BundleInput {
   readonly stepId: string;
   /** Script (in scripts/) to run. */
   readonly script: string;
-  /** Further scripts to stage, e.g. the delete-time script run later by `delete`. */
-  readonly stagedScripts?: readonly string[];
+  /** The script (in scripts/) Pulumi's delete command runs later, through on-delete.sh. */
+  readonly deleteScript?: string;
   readonly env: Readonly<Record<string, string>>;
   readonly files?: readonly StagedFile[];
 }
@@ -49,6 +54,9 @@ function heredoc(target: string, content: string, mode: number): string {
  * Renders the bundle. `sources` maps script file names (lib.sh, prepare-node.sh, ...) to their
  * text, as read from scripts/.
  */
+/** The file Pulumi's stored delete command runs: the delete-time script with the step's inputs. */
+export const ON_DELETE = "on-delete.sh";
+
 export function renderBundle(input: BundleInput, sources: Readonly<Record<string, string>>): string {
   const source = (name: string): string => {
     const text = sources[name];
@@ -59,22 +67,43 @@ export function renderBundle(input: BundleInput, sources: Readonly<Record<string
     if (!/^[A-Z][A-Z0-9_]*$/.test(key)) throw new Error(`environment variable name "${key}" is not allowed`);
   }
   const dir = stageDir(input.stepId);
-  const scripts = ["lib.sh", input.script, ...(input.stagedScripts ?? [])];
+  // HA_K8S_ROOT is empty on machines; the script tests point it at a temporary root.
+  const stageLine = `stage="\${HA_K8S_ROOT:-}"${shellQuote(dir)}`;
+  const scripts = ["lib.sh", input.script, ...(input.deleteScript ? [input.deleteScript] : [])];
   const env = Object.entries(input.env)
-    .map(([key, value]) => `${key}=${shellQuote(value)}`)
-    .join(" \\\n  ");
+    .map(([key, value]) => `${key}=${shellQuote(value)}\n`)
+    .join("");
+  const runWithInputs = (script: string) =>
+    `(set -a && . "$stage/env" && set +a && HA_K8S_STAGE="$stage" exec bash "$stage/${script}") </dev/null`;
+  const onDelete = input.deleteScript
+    ? [
+        "#!/usr/bin/env bash",
+        `# Delete-time action of ${input.stepId}: ${input.deleteScript} with the step's inputs.`,
+        stageLine,
+        "set -a",
+        '. "$stage/env"',
+        "set +a",
+        `HA_K8S_STAGE="$stage" exec bash "$stage/${input.deleteScript}" </dev/null`,
+        "",
+      ].join("\n")
+    : undefined;
+  const secrets = (input.files ?? []).filter((f) => f.secret).map((f) => `"$stage/${f.name}"`);
   return [
     "#!/usr/bin/env bash",
     `# ha-k8s bootstrap step ${input.stepId}: stages its files in ${dir} and runs ${input.script}.`,
     "# Rendered by render/bundle.ts from scripts/; edit those, not this.",
     "set -euo pipefail",
     "umask 077",
-    // HA_K8S_ROOT is empty on machines; the script tests point it at a temporary root.
-    `stage="\${HA_K8S_ROOT:-}"${shellQuote(dir)}`,
+    stageLine,
     'mkdir -p "$stage"',
     ...scripts.map((name) => heredoc(name, source(name), 0o700)),
+    heredoc("env", env, 0o600),
+    ...(onDelete ? [heredoc(ON_DELETE, onDelete, 0o700)] : []),
     ...(input.files ?? []).map((file) => heredoc(file.name, file.content, file.mode)),
-    `exec env ${env ? `${env} \\\n  ` : ""}HA_K8S_STAGE="$stage" bash "$stage/${input.script}" </dev/null`,
+    "rc=0",
+    `${runWithInputs(input.script)} || rc=$?`,
+    ...(secrets.length > 0 ? [`rm -f ${secrets.join(" ")}`] : []),
+    'exit "$rc"',
     "",
   ].join("\n");
 }

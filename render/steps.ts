@@ -3,7 +3,7 @@
 // Pulumi bootstrap component and cli/render.ts both call renderStepCommand, so the render is
 // exactly what `pulumi up` sends (deploy-time secrets and the external IP aside). Pure.
 
-import { StagedFile, renderBundle, stageDir } from "./bundle";
+import { ON_DELETE, StagedFile, renderBundle, stageDir } from "./bundle";
 import { calicoManifestUrls, renderCalicoResources } from "./calico";
 import { ClusterConfig } from "./config";
 import { renderCrioDropIn } from "./crio";
@@ -43,9 +43,8 @@ export const DELETE_TIMEOUT_SECONDS = 300;
 export const ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf";
 
 function deleteCommand(stepId: string, script: string): string {
-  const path = `${stageDir(stepId)}/${script}`;
   return (
-    `sudo timeout ${DELETE_TIMEOUT_SECONDS} bash ${path} ` +
+    `sudo timeout ${DELETE_TIMEOUT_SECONDS} bash ${stageDir(stepId)}/${ON_DELETE} ` +
     `|| echo "ha-k8s: ${script} for ${stepId} did not complete; continuing teardown" >&2`
   );
 }
@@ -113,9 +112,10 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
             content: renderInitConfiguration(config, plan, subject!, values(), values()),
             mode: 0o600,
             kind: "kubeadm-config",
+            secret: true,
           },
           { name: "ca.crt", content: values().caCertPem, mode: 0o644, kind: "other" },
-          { name: "ca.key", content: values().caKeyPem, mode: 0o600, kind: "other" },
+          { name: "ca.key", content: values().caKeyPem, mode: 0o600, kind: "other", secret: true },
         ],
       };
     case "cni":
@@ -132,7 +132,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
       };
     case "credentials": {
       const files: StepFile[] = [
-        { name: "bootstrap-token", content: values().bootstrapToken, mode: 0o600, kind: "other" },
+        { name: "bootstrap-token", content: values().bootstrapToken, mode: 0o600, kind: "other", secret: true },
       ];
       if (subject?.role === "control-plane") {
         // upload-certs takes the certificate key from a config file: no secret on a command line.
@@ -142,6 +142,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
           content: renderInitConfiguration(config, plan, host, values(), values()),
           mode: 0o600,
           kind: "kubeadm-config",
+          secret: true,
         });
       }
       return {
@@ -164,6 +165,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
             content: renderJoinConfiguration(plan, subject!, values()),
             mode: 0o600,
             kind: "kubeadm-config",
+            secret: true,
           },
         ],
       };
@@ -217,7 +219,7 @@ export function renderStepCommand(
     {
       stepId: step.id,
       script: spec.script,
-      stagedScripts: deleteScript ? [deleteScript] : [],
+      deleteScript,
       env: spec.env,
       files: spec.files,
     },

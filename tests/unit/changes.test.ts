@@ -64,8 +64,12 @@ test("scaling workers down drains and deletes only the removed nodes, with bound
   expect(s.delete).toEqual(["c-worker-3", "c-worker-4"].flatMap(perWorker).sort());
   expect(s.replace).toEqual(["workers-credentials"]); // harmless: it only refreshes a token
   const member = four.byName("c-worker-4-member");
-  expect(member.inputs.delete).toMatch(/^sudo timeout 300 bash \S+member-remove\.sh \|\| echo/);
-  expect(four.byName("c-worker-4-join").inputs.delete).toMatch(/^sudo timeout 300 bash \S+leave\.sh \|\| echo/);
+  expect(member.inputs.delete).toMatch(
+    /^sudo timeout 300 bash \S+--member\/on-delete\.sh \|\| echo .*member-remove\.sh/,
+  );
+  expect(four.byName("c-worker-4-join").inputs.delete).toMatch(
+    /^sudo timeout 300 bash \S+--join\/on-delete\.sh \|\| echo .*leave\.sh/,
+  );
   // Pulumi deletes dependents first: member (drain, on cp-1) → join (kubeadm reset) → VM.
   expect(member.dependsOn).toContain("c-worker-4-join");
   expect(four.byName("c-worker-4-join").dependsOn).toContain("c-worker-4-prepare");
