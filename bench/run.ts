@@ -51,7 +51,9 @@ function stepSeconds(step: Step, plan: Plan): number {
   const role = plan.nodes.find((n) => n.name === step.subject)?.role;
   const key = ["prepare", "join", "member"].includes(step.kind)
     ? `${step.kind}-${role === "control-plane" ? "control-plane" : "worker"}`
-    : step.kind;
+    : step.kind === "load-balancer"
+      ? `load-balancer-${plan.loadBalancing.mode}`
+      : step.kind;
   const entry = durations[key];
   if (!entry) throw new Error(`bench/durations.json has no duration for ${key}`);
   return entry.seconds;

@@ -20,6 +20,8 @@ export interface ClusterBootstrapArgs {
   readonly instances: ReadonlyMap<string, gcp.compute.Instance>;
   /** The network (firewall, NAT): commands wait for all of it. */
   readonly network: pulumi.Resource;
+  /** The load balancer tier, the SSH path to every machine: commands wait for all of it. */
+  readonly loadBalancer: pulumi.Resource;
   /** The jump host's (and the API's) public address. */
   readonly externalIp: pulumi.Input<string>;
   readonly sshPrivateKey: pulumi.Input<string>;
@@ -30,7 +32,7 @@ export interface ClusterBootstrapArgs {
   readonly certificateKey: pulumi.Input<string>;
 }
 
-/** SSH dial retries cover VMs that are still booting (10 x 30 s at most per connection). */
+/** SSH dial retries cover VMs that are still booting (20 attempts of up to 30 s per connection). */
 const DIAL = { dialErrorLimit: 20, perDialTimeout: 30 } as const;
 
 export class ClusterBootstrap extends pulumi.ComponentResource {
@@ -72,8 +74,8 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     const resources = new Map<string, pulumi.Resource>();
     const commands = new Map<string, command.remote.Command>();
     for (const step of plan.steps) {
-      if (step.kind === "network") {
-        resources.set(step.id, args.network);
+      if (step.kind === "network" || step.kind === "load-balancer") {
+        resources.set(step.id, step.kind === "network" ? args.network : args.loadBalancer);
         continue;
       }
       if (step.kind === "vm") {

@@ -7,6 +7,7 @@
 // reserved public address. GCP health-checks each HAProxy's monitor endpoint, which fails when that
 // HAProxy has no API server left. HAProxy itself is configured by the bootstrap's "haproxy" steps.
 
+import { createHash } from "crypto";
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
@@ -103,19 +104,24 @@ export class LoadBalancer extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    const groups = lb.instanceGroups.map(
-      (g) =>
-        new gcp.compute.InstanceGroup(
-          g.name,
-          {
-            name: g.name,
-            zone: g.zone,
-            network: args.network,
-            instances: [instances.get(g.instance)!.selfLink],
-          },
-          { parent: this },
-        ),
-    );
+    // A replaced VM keeps its name and self link, so a group listing it would see no change while
+    // GCE dropped the old VM from it (terraform-provider-google#4705): the group's name carries the
+    // VM's id, so a new VM gets a new group, the backend services move to it, the old one goes.
+    const groups = lb.instanceGroups.map((g) => {
+      const instance = instances.get(g.instance)!;
+      return new gcp.compute.InstanceGroup(
+        g.name,
+        {
+          name: instance.instanceId.apply(
+            (id) => `${g.name}-${createHash("sha256").update(id).digest("hex").slice(0, 8)}`,
+          ),
+          zone: g.zone,
+          network: args.network,
+          instances: [instance.selfLink],
+        },
+        { parent: this },
+      );
+    });
     const backends = groups.map((g) => ({ group: g.id, balancingMode: "CONNECTION" }));
     // The forwarding rules take over addresses a lone HAProxy VM may have held: after the VMs.
     const afterVms = { parent: this, dependsOn: [...instances.values()] };

@@ -33,6 +33,7 @@ export interface FirewallRule {
 export type StepKind =
   | "network"
   | "vm"
+  | "load-balancer"
   | "haproxy"
   | "prepare"
   | "init"
@@ -44,15 +45,17 @@ export type StepKind =
   | "kubeconfig";
 
 /** Steps that create GCP resources rather than run a command on a machine. */
-export const INFRASTRUCTURE_KINDS: ReadonlySet<StepKind> = new Set<StepKind>(["network", "vm"]);
+export const INFRASTRUCTURE_KINDS: ReadonlySet<StepKind> = new Set<StepKind>(["network", "vm", "load-balancer"]);
 export const runsOnMachine = (step: Step): boolean => !INFRASTRUCTURE_KINDS.has(step.kind);
 export const NETWORK_STEP = "cluster/network";
+/** The load balancer tier (HAProxy VMs and, with two, GCP's forwarding rules): the SSH path to every machine. */
+export const LOAD_BALANCER_STEP = "cluster/load-balancer";
 
 export interface Step {
   /** "<subject node>/<kind>", unique. */
   readonly id: string;
   readonly kind: StepKind;
-  /** The machine the step runs on (for "vm": the machine it creates; for "network": "cluster"). */
+  /** The machine the step runs on (for "vm": the machine it creates; "cluster" for GCP-wide steps). */
   readonly node: string;
   /**
    * What the step is about: a node (differs from `node` for steps a control plane runs for another
@@ -93,6 +96,7 @@ export interface Plan {
 export interface LoadBalancing {
   readonly mode: "vm" | "passthrough";
   readonly healthCheck?: { readonly name: string; readonly port: number; readonly path: string };
+  /** One zonal group per HAProxy VM; GCE's name is this name plus a hash of the VM's id. */
   readonly instanceGroups: readonly { readonly name: string; readonly zone: string; readonly instance: string }[];
   readonly forwardingRules: readonly {
     readonly name: string;
@@ -369,12 +373,21 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
   // Cloud NAT (packages), so they wait for the whole network.
   add("network", "cluster", "cluster", [], "VPC, subnet, Cloud Router + NAT, firewall rules");
   for (const n of nodes) add("vm", n.name, n.name, [], `create the ${n.role} VM in ${n.zone}`);
+  add(
+    "load-balancer",
+    "cluster",
+    "cluster",
+    loadBalancers.map((lb) => stepId(lb.name, "vm")),
+    "HAProxy VMs ready for SSH; with two, GCP's internal and external passthrough load balancers",
+  );
+  // Every command reaches its machine over SSH through the load balancer tier, so waits for it.
+  const reachable = [NETWORK_STEP, LOAD_BALANCER_STEP];
   for (const lb of loadBalancers) {
     add(
       "haproxy",
       lb.name,
       lb.name,
-      [stepId(lb.name, "vm"), NETWORK_STEP],
+      [stepId(lb.name, "vm"), ...reachable],
       "install HAProxy, check and load its config",
     );
   }
@@ -383,7 +396,7 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
       "prepare",
       n.name,
       n.name,
-      [stepId(n.name, "vm"), NETWORK_STEP],
+      [stepId(n.name, "vm"), ...reachable],
       "swap off, kernel modules, sysctl, CRI-O, kubelet/kubeadm/kubectl",
     );
   }
@@ -458,7 +471,9 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
     first.name,
     "cluster",
     [...new Set([previousReady, stepId(first.name, "cni")]), ...workers.map((w) => stepId(w.name, "member"))],
-    "all nodes Ready, one healthy etcd member per control plane, API answers through the load balancer",
+    "all nodes Ready, one healthy etcd member per control plane, API answers through the load balancer; join credentials revoked",
+    // Any machine replaced (pulumi up --replace) means the cluster must be verified again.
+    nodes.map((n) => n.name),
   );
   return steps;
 }

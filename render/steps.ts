@@ -201,6 +201,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
       return { script: "kubeconfig.sh", env: {}, files: [] };
     case "vm":
     case "network":
+    case "load-balancer":
       throw new Error(`step ${step.id} creates GCP resources; it has no command`);
   }
 }

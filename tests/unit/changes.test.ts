@@ -51,9 +51,10 @@ test("scaling workers up adds only the new VMs and their join steps, refreshing 
   const four = await runProgram({ ...base, workerCount: 4 });
   const s = summary(diffRuns(start, four));
   expect(s.create).toEqual([...perWorker("c-worker-3"), ...perWorker("c-worker-4")].sort());
-  expect(s.update).toEqual(["cluster-verify"]); // it now expects four workers
-  // The shared token refresh runs again (new triggers) before the new joins, which depend on it.
-  expect(s.replace).toEqual(["workers-credentials"]);
+  expect(s.update).toEqual([]);
+  // The shared token refresh runs again (new triggers) before the new joins, which depend on it;
+  // the verification runs again for the new machines.
+  expect(s.replace).toEqual(["cluster-verify", "workers-credentials"]);
   expect(s.delete).toEqual([]);
   expect(four.byName("c-worker-4-join").dependsOn).toContain("workers-credentials");
 });
@@ -62,7 +63,7 @@ test("scaling workers down drains and deletes only the removed nodes, with bound
   const four = await runProgram({ ...base, workerCount: 4 });
   const s = summary(diffRuns(four, start));
   expect(s.delete).toEqual(["c-worker-3", "c-worker-4"].flatMap(perWorker).sort());
-  expect(s.replace).toEqual(["workers-credentials"]); // harmless: it only refreshes a token
+  expect(s.replace).toEqual(["cluster-verify", "workers-credentials"]); // harmless: a token refresh, a check
   const member = four.byName("c-worker-4-member");
   expect(member.inputs.delete).toMatch(
     /^sudo timeout 300 bash \S+--member\/on-delete\.sh \|\| echo .*member-remove\.sh/,
@@ -73,7 +74,7 @@ test("scaling workers down drains and deletes only the removed nodes, with bound
   // Pulumi deletes dependents first: member (drain, on cp-1) → join (kubeadm reset) → VM.
   expect(member.dependsOn).toContain("c-worker-4-join");
   expect(four.byName("c-worker-4-join").dependsOn).toContain("c-worker-4-prepare");
-  expect(four.byName("c-worker-4-prepare").dependsOn).toEqual(["c-worker-4", "c-network"]);
+  expect(four.byName("c-worker-4-prepare").dependsOn).toEqual(["c-worker-4", "c-network", "c-lb"]);
 });
 
 test("control planes 3 -> 5: new ones join one at a time after cp-3; HAProxy gets the new servers", async () => {
@@ -84,8 +85,8 @@ test("control planes 3 -> 5: new ones join one at a time after cp-3; HAProxy get
       .flatMap((n) => [n, `${n}-credentials`, `${n}-ip`, `${n}-join`, `${n}-member`, `${n}-prepare`])
       .sort(),
   );
-  expect(s.update.sort()).toEqual(["c-lb-1-haproxy", "cluster-verify"]);
-  expect(s.replace).toEqual([]);
+  expect(s.update).toEqual(["c-lb-1-haproxy"]);
+  expect(s.replace).toEqual(["cluster-verify"]);
   expect(five.byName("c-cp-4-credentials").dependsOn).toEqual(["c-cp-3-member"]);
   expect(five.byName("c-cp-5-credentials").dependsOn).toEqual(["c-cp-4-member"]);
   expect(five.byName("c-lb-1-haproxy").inputs.stdin).toContain("server c-cp-5 10.10.0.14:6443");
@@ -100,7 +101,8 @@ test("control planes 5 -> 3: the last two leave (etcd member removed before rese
       .flatMap((n) => [n, `${n}-credentials`, `${n}-ip`, `${n}-join`, `${n}-member`, `${n}-prepare`])
       .sort(),
   );
-  expect(s.update.sort()).toEqual(["c-lb-1-haproxy", "cluster-verify"]);
+  expect(s.update).toEqual(["c-lb-1-haproxy"]);
+  expect(s.replace).toEqual(["cluster-verify"]);
   // cp-5's chain depends on cp-4's, so Pulumi removes cp-5 completely before it touches cp-4.
   expect(five.byName("c-cp-5-credentials").dependsOn).toEqual(["c-cp-4-member"]);
   expect(five.byName("c-cp-5-member").inputs.stdin).toContain("MEMBER_ROLE='control-plane'");

@@ -109,7 +109,7 @@ export async function runProgram(
         warnings.push(message);
       });
       try {
-        const program = (await import("../../index")) as Record<string, unknown>;
+        const program: Record<string, unknown> = await (await import("../../index")).default();
         const outputs: Record<string, unknown> = {};
         const secretOutputs: string[] = [];
         // Settle every output (Output.promise() is internal, but unlike apply() it rejects when the

@@ -130,6 +130,15 @@ describe("program", () => {
     }
   });
 
+  test("a replaced HAProxy VM gets a new instance group (GCE drops the old VM from the old one)", () => {
+    const groups = two.ofType(T.group).map((g) => g.inputs.name as string);
+    expect(groups).toEqual([
+      expect.stringMatching(/^c-lb-1-group-[0-9a-f]{8}$/),
+      expect.stringMatching(/^c-lb-2-group-[0-9a-f]{8}$/),
+    ]);
+    expect(groups[0].slice(-8)).not.toBe(groups[1].slice(-8)); // derived from each VM's own id
+  });
+
   test("going from 1 to 2 keeps the endpoint address resource; only the lone VM moves", () => {
     const changes = diffRuns(one, two);
     expect(changes.get("c-api")).toBe("same");

@@ -156,9 +156,11 @@ describe("bootstrap steps", () => {
     expect(() => longestChain(plan.steps)).not.toThrow();
   });
 
-  test("commands on machines wait for the whole network (SSH firewall, NAT); VMs do not", () => {
-    expect(step("ha-k8s-cp-1/prepare").dependsOn).toEqual(["ha-k8s-cp-1/vm", "cluster/network"]);
-    expect(step("ha-k8s-lb-1/haproxy").dependsOn).toEqual(["ha-k8s-lb-1/vm", "cluster/network"]);
+  test("commands on machines wait for the network (SSH firewall, NAT) and the SSH path; VMs do not", () => {
+    const reachable = ["cluster/network", "cluster/load-balancer"];
+    expect(step("ha-k8s-cp-1/prepare").dependsOn).toEqual(["ha-k8s-cp-1/vm", ...reachable]);
+    expect(step("ha-k8s-lb-1/haproxy").dependsOn).toEqual(["ha-k8s-lb-1/vm", ...reachable]);
+    expect(step("cluster/load-balancer").dependsOn).toEqual(["ha-k8s-lb-1/vm"]);
     expect(step("ha-k8s-worker-1/vm").dependsOn).toEqual([]);
   });
 
@@ -193,7 +195,8 @@ describe("bootstrap steps", () => {
     expect(step("ha-k8s-cp-2/join").rerunWhenReplaced).toEqual(["ha-k8s-cp-2"]);
     expect(step("ha-k8s-cp-2/member").rerunWhenReplaced).toEqual(["ha-k8s-cp-2"]);
     expect(step("workers/credentials").rerunWhenReplaced).toEqual(["ha-k8s-worker-1", "ha-k8s-worker-2"]);
-    expect(step("cluster/verify").rerunWhenReplaced).toEqual([]);
+    // Any replaced machine means the cluster is verified again.
+    expect(step("cluster/verify").rerunWhenReplaced).toEqual(plan.nodes.map((n) => n.name));
   });
 
   test("credentials and membership run on the first control plane", () => {
@@ -217,8 +220,9 @@ describe("bootstrap steps", () => {
         ).length,
     );
     expect(new Set(lengths).size).toBe(1);
-    // vm, prepare, init, then credentials + join + member per extra control plane, verify
-    expect(lengths[0]).toBe(4 + 3 * (cps - 1));
+    // load balancer vm, load-balancer, prepare, init, credentials + join + member per extra
+    // control plane, verify
+    expect(lengths[0]).toBe(5 + 3 * (cps - 1));
   });
 
   test("longestChain rejects a cycle", () => {

@@ -116,6 +116,7 @@ describe("bootstrap commands", () => {
       const expected = step.dependsOn.map((id) => {
         const dep = devPlan.steps.find((s) => s.id === id)!;
         if (dep.kind === "network") return "ha-k8s-dev-network"; // the Network component: all of it
+        if (dep.kind === "load-balancer") return "ha-k8s-dev-lb"; // the LoadBalancer component
         return dep.kind === "vm" ? dep.node : id.replace("/", "-");
       });
       expect([step.id, commandFor(dev, step.id).dependsOn]).toEqual([step.id, expected]);

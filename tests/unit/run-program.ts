@@ -33,7 +33,7 @@ async function main(): Promise<void> {
     "organization",
   );
   const started = process.hrtime.bigint();
-  const program = (await import("../../index")) as Record<string, unknown>;
+  const program: Record<string, unknown> = await (await import("../../index")).default();
   for (const value of Object.values(program)) {
     if (pulumi.Output.isInstance(value)) await (value as unknown as { promise(): Promise<unknown> }).promise();
   }
