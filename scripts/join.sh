@@ -6,8 +6,9 @@
 # Inputs (environment): NODE_NAME, NODE_ROLE (control-plane|worker), API_ENDPOINT.
 # Inputs (staged files): kubeadm-join.yaml (secret).
 #
-# Safe to run again: a joined node (kubelet.conf present, kubelet running) does not join again; a
-# half-finished earlier attempt is reset first.
+# Safe to run again: a joined node (kubelet.conf present, kubelet running and, on a control plane,
+# its etcd and API server manifests in place) does not join again; a half-finished earlier attempt
+# is reset first.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,10 +20,16 @@ KUBELET_CONF="$(root_path /etc/kubernetes/kubelet.conf)"
 local_api_ready() { curl -ksf --max-time 5 https://127.0.0.1:6443/readyz >/dev/null; }
 local_etcd_healthy() { etcdctl_local endpoint health >/dev/null; }
 
-if [ -f "$KUBELET_CONF" ] && systemctl is-active --quiet kubelet; then
+manifests="$(root_path /etc/kubernetes/manifests)"
+joined() {
+  [ -f "$KUBELET_CONF" ] && systemctl is-active --quiet kubelet || return 1
+  [ "$NODE_ROLE" != control-plane ] || { [ -f "$manifests/etcd.yaml" ] && [ -f "$manifests/kube-apiserver.yaml" ]; }
+}
+
+if joined; then
   log "$NODE_NAME has already joined; not joining again"
 else
-  if [ -e "$KUBELET_CONF" ] || [ -n "$(ls -A "$(root_path /etc/kubernetes/manifests)" 2>/dev/null)" ] ||
+  if [ -e "$KUBELET_CONF" ] || [ -n "$(ls -A "$manifests" 2>/dev/null)" ] ||
     [ -n "$(ls -A "$(root_path /var/lib/etcd)" 2>/dev/null)" ]; then
     log "found state of an earlier, unfinished join: kubeadm reset first"
     run_redacted kubeadm reset -f || die "kubeadm reset failed"

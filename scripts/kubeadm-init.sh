@@ -6,9 +6,11 @@
 # Inputs (staged files): kubeadm-init.yaml (Init/Cluster/KubeletConfiguration; secret),
 #   ca.crt, ca.key (secret).
 #
-# Safe to run again: an initialised node (admin.conf present, API answering) is left alone. A
-# half-finished earlier attempt is reset first. It refuses to create a second cluster when the
-# endpoint already serves one (the first control plane's VM was replaced: see README, "Recover").
+# Safe to run again: an initialised cluster (API answering, cluster-info, kubeadm-config and CoreDNS
+# present) is left alone; one whose init stopped after the API came up gets kubeadm's remaining
+# phases (each idempotent); an attempt that stopped before is reset and run again. It refuses to
+# create a second cluster when the endpoint already serves one (the first control plane's VM was
+# replaced: see README, "The first control plane").
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,10 +22,28 @@ CA_KEY="$(staged ca.key)"
 ADMIN_CONF="$(root_path /etc/kubernetes/admin.conf)"
 PKI="$(root_path /etc/kubernetes/pki)"
 
-api_ready() { kubectl --kubeconfig "$ADMIN_CONF" --request-timeout=10s get --raw /readyz >/dev/null 2>&1; }
+admin() { kubectl --kubeconfig "$ADMIN_CONF" --request-timeout=10s "$@"; }
+api_ready() { admin get --raw /readyz >/dev/null 2>&1; }
+# What kubeadm init creates after the API is up; joins need the first two.
+init_complete() {
+  admin -n kube-public get configmap cluster-info >/dev/null 2>&1 &&
+    admin -n kube-system get configmap kubeadm-config >/dev/null 2>&1 &&
+    admin -n kube-system get deployment coredns >/dev/null 2>&1
+}
 
 if [ -f "$ADMIN_CONF" ] && api_ready; then
-  log "$NODE_NAME is already initialised and its API answers; nothing to do"
+  if init_complete; then
+    log "$NODE_NAME is already initialised and its API answers; nothing to do"
+    exit 0
+  fi
+  log "the API answers but kubeadm init did not finish: running its remaining phases; output redacted"
+  for phase in "upload-config all" "upload-certs --upload-certs" "mark-control-plane" "bootstrap-token" \
+    "kubelet-finalize all" "addon all"; do
+    read -ra words <<<"$phase"
+    run_redacted kubeadm init phase "${words[@]}" --config "$CONFIG" || die "kubeadm init phase $phase failed"
+  done
+  init_complete || die "kubeadm's remaining phases ran but cluster-info, kubeadm-config or CoreDNS is still missing"
+  log "control plane initialised on $NODE_NAME"
   exit 0
 fi
 

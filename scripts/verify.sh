@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Last step of every deployment: fails `pulumi up` with a clear message unless every expected node
 # is Ready, every control plane has a started, healthy etcd member, and the API answers through the
-# load balancer.
+# load balancer. Then it revokes the join credentials (our bootstrap tokens and the uploaded
+# control-plane certificates): they exist only while nodes join; the next join issues them again.
 #
 # Inputs (environment): EXPECTED_NODES (space-separated names), EXPECTED_ETCD_PEERS (control-plane
 #   IPs, space-separated), API_ENDPOINT, KUBECONFIG_PATH.
@@ -42,5 +43,15 @@ if [ "${#problems[@]}" -gt 0 ]; then
   for p in "${problems[@]}"; do log "FAILED: $p"; done
   die "the cluster is not healthy (${#problems[@]} problem(s) above)"
 fi
+log "revoking join credentials until the next join"
+while read -r secret description; do
+  [ -n "$secret" ] || continue
+  if [[ "$(base64 -d <<<"$description" 2>/dev/null)" == ha-k8s* ]]; then
+    kctl -n kube-system delete "secret/$secret" >/dev/null || warn "could not delete $secret"
+  fi
+done < <(kctl -n kube-system get secrets --field-selector type=bootstrap.kubernetes.io/token \
+  -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.data.description}{"\n"}{end}')
+kctl -n kube-system delete secret kubeadm-certs --ignore-not-found >/dev/null || warn "could not delete kubeadm-certs"
+
 kctl get nodes -o wide >&2 || true
 log "cluster healthy: $(wc -w <<<"$EXPECTED_NODES") nodes Ready, $expected_members etcd members, API ready through $API_ENDPOINT"

@@ -24,7 +24,7 @@ run_script() { run bash "$SCRIPTS/$1"; }
 assert_call_order() {
   local previous=0 line regex
   for regex in "$@"; do
-    line="$(grep -nE "$regex" "$CALLS" | cut -d: -f1 | awk -v after="$previous" '$1 > after' | head -n 1)"
+    line="$(grep -nE -e "$regex" "$CALLS" | cut -d: -f1 | awk -v after="$previous" '$1 > after' | head -n 1)"
     [ -n "$line" ] || fail "no call matching '$regex' after call $previous; calls:"$'\n'"$(cat -n "$CALLS")"
     previous="$line"
   done

@@ -41,6 +41,25 @@ fi'
   assert_call_order "^kubeadm join" "^curl .*https://127.0.0.1:6443/readyz" "^crictl exec etcd-id etcdctl .*endpoint health"
 }
 
+@test "a control plane whose earlier join stopped before its static pods is reset and joined again" {
+  mkdir -p "$HA_K8S_ROOT/etc/kubernetes"
+  echo kubelet >"$HA_K8S_ROOT/etc/kubernetes/kubelet.conf"
+  touch "$STATE/active-kubelet"
+  NODE_ROLE=control-plane run_script join.sh
+  assert_success
+  assert_call_order "^kubeadm reset -f" "^kubeadm join"
+}
+
+@test "a joined control plane (manifests in place) does not join again" {
+  mkdir -p "$HA_K8S_ROOT/etc/kubernetes/manifests"
+  echo kubelet >"$HA_K8S_ROOT/etc/kubernetes/kubelet.conf"
+  touch "$STATE/active-kubelet" "$HA_K8S_ROOT/etc/kubernetes/manifests/etcd.yaml" "$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+  NODE_ROLE=control-plane run_script join.sh
+  assert_success
+  [ "$(count_calls '^kubeadm')" -eq 0 ]
+  assert_output --partial "already joined"
+}
+
 @test "a control plane whose etcd stays unhealthy fails the step" {
   stub crictl 'case "$1" in ps) echo etcd-id ;; exec) exit 1 ;; esac'
   NODE_ROLE=control-plane run_script join.sh

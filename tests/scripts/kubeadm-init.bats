@@ -44,6 +44,20 @@ fi'
   [ "$(count_calls '^kubeadm')" -eq 0 ]
 }
 
+@test "an init that stopped after the API came up gets kubeadm's remaining phases, not a second init" {
+  mkdir -p "$HA_K8S_ROOT/etc/kubernetes"
+  echo admin >"$HA_K8S_ROOT/etc/kubernetes/admin.conf"
+  # The API answers, but cluster-info was never written.
+  stub kubectl 'case "$*" in *cluster-info*) [ -f "$STATE/phases-done" ] || exit 1 ;; esac; echo ok'
+  stub kubeadm '[ "$1 $2 $3" = "init phase addon" ] && touch "$STATE/phases-done"; exit 0'
+  run_script kubeadm-init.sh
+  assert_success
+  assert_call_order "^kubeadm init phase upload-config all --config" "^kubeadm init phase upload-certs --upload-certs --config" \
+    "^kubeadm init phase mark-control-plane --config" "^kubeadm init phase bootstrap-token --config" \
+    "^kubeadm init phase kubelet-finalize all --config" "^kubeadm init phase addon all --config"
+  [ "$(count_calls '^kubeadm init --config')" -eq 0 ]
+}
+
 @test "refuses to create a second cluster when the endpoint already serves one" {
   stub curl 'echo "{\"gitVersion\":\"v1.36.3\"}"'
   run_script kubeadm-init.sh

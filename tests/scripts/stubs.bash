@@ -35,7 +35,7 @@ stub() {
 
 
 # calls_matching <regex>: the recorded calls that match.
-calls_matching() { grep -E "$1" "$CALLS" || true; }
+calls_matching() { grep -E -e "$1" "$CALLS" || true; }
 count_calls() { calls_matching "$1" | grep -c . || true; }
 
 # A checksum of every file under the temporary root, to prove a second run changed nothing.

@@ -20,6 +20,25 @@ setup() {
   assert_output --partial "cluster healthy: 3 nodes Ready, 2 etcd members"
 }
 
+@test "verify: then revokes our bootstrap tokens and the uploaded certificates, nothing else" {
+  ours="$(printf 'ha-k8s: join of the workers' | base64 -w0)"
+  theirs="$(printf 'someone else' | base64 -w0)"
+  export TOKENS="bootstrap-token-abcdef $ours
+bootstrap-token-zzzzzz $theirs"
+  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; *"get secrets"*) echo "$TOKENS" ;; esac; exit 0'
+  run_script verify.sh
+  assert_success
+  assert_call_order "--server https://10.10.0.2:6443" "delete secret/bootstrap-token-abcdef" "delete secret kubeadm-certs --ignore-not-found"
+  [ "$(count_calls 'bootstrap-token-zzzzzz')" -eq 0 ]
+}
+
+@test "verify: a failed verification revokes nothing" {
+  stub kubectl 'case "$*" in *node/c-worker-1*) exit 1 ;; *"get --raw /readyz"*) echo ok ;; esac; exit 0'
+  run_script verify.sh
+  assert_failure
+  [ "$(count_calls 'delete')" -eq 0 ]
+}
+
 @test "verify: a NotReady node and a missing etcd member are both reported" {
   stub kubectl 'case "$*" in *node/c-worker-1*) exit 1 ;; *"get --raw /readyz"*) echo ok ;; esac; exit 0'
   EXPECTED_ETCD_PEERS="10.10.0.10 10.10.0.11 10.10.0.12" run_script verify.sh
