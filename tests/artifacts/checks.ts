@@ -157,7 +157,14 @@ export function checkCloudConfig(file: string, artifact: string): CheckResult[] 
   fs.writeFileSync(path.join(dir, "drop-in.conf"), doc.write_files[0].content);
   run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(dir, "host_key")]);
   fs.writeFileSync(path.join(dir, "sshd_config"), `Include ${dir}/drop-in.conf\nHostKey ${dir}/host_key\n`);
-  fs.mkdirSync("/run/sshd", { recursive: true }); // sshd -t wants its privilege separation directory
+  // sshd -t wants its privilege separation directory; root (CI) creates it, others through sudo.
+  if (!fs.existsSync("/run/sshd")) {
+    try {
+      fs.mkdirSync("/run/sshd", { recursive: true });
+    } catch {
+      run("sudo", ["-n", "mkdir", "-p", "/run/sshd"]);
+    }
+  }
   const test = run(sshd, ["-t", "-f", path.join(dir, "sshd_config")]);
   results.push({
     artifact,
