@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=tools/setup.sh
 . tools/setup.sh
+# haproxy and sshd live in /usr/sbin, which a non-root user's PATH may lack on Debian.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 suites=(lint typecheck test:unit test:scripts test:lb test:artifacts)
 failed=()
