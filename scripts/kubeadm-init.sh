@@ -67,7 +67,8 @@ for pair in "$CA_CERT:ca.crt:644" "$CA_KEY:ca.key:600"; do
 done
 
 log "kubeadm init on $NODE_NAME (endpoint $API_ENDPOINT); output redacted"
-run_redacted kubeadm init --config "$CONFIG" --upload-certs || die "kubeadm init failed (output above)"
+run_redacted kubeadm init --config "$CONFIG" --upload-certs --skip-certificate-key-print ||
+  die "kubeadm init failed (output above)"
 
 wait_until 60 "the API to be ready through $API_ENDPOINT" api_ready || die "the API did not become ready after kubeadm init"
 log "control plane initialised on $NODE_NAME"

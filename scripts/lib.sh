@@ -67,9 +67,11 @@ wait_for_cloud_init() {
   esac
 }
 
-# apt-get that waits for the dpkg lock (unattended-upgrades on a fresh VM) instead of failing.
+# apt-get that waits for the dpkg lock (unattended-upgrades on a fresh VM) instead of failing, keeps
+# existing config files, and keeps Ubuntu's needrestart from restarting services mid-bootstrap.
 apt_get() {
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold "$@"
+  DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get -o DPkg::Lock::Timeout=600 \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
 }
 
 # install_file <source> <destination> <mode>: installs the file only when its content or mode

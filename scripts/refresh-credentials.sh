@@ -55,7 +55,8 @@ fi
 
 if [ "$JOIN_ROLE" = control-plane ]; then
   log "re-uploading control-plane certificates for $JOIN_NODE (valid 2 h); output redacted"
-  run_redacted kubeadm init phase upload-certs --upload-certs --config "$(staged kubeadm-upload-certs.yaml)" ||
+  run_redacted kubeadm init phase upload-certs --upload-certs --config "$(staged kubeadm-upload-certs.yaml)" \
+    --skip-certificate-key-print ||
     die "kubeadm could not upload the control-plane certificates"
 fi
 log "join credentials ready for $JOIN_NODE ($JOIN_ROLE)"
