@@ -10,17 +10,11 @@
 import { createHash } from "crypto";
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
-import { ClusterConfig } from "../render/config";
-import { Plan, names } from "../render/plan";
-import { createVm } from "./vm";
+import { names } from "../render/plan";
+import { MachineArgs, createVm } from "./vm";
 
-export interface LoadBalancerArgs {
-  readonly config: ClusterConfig;
-  readonly plan: Plan;
+export interface LoadBalancerArgs extends MachineArgs {
   readonly network: pulumi.Input<string>;
-  readonly subnetwork: pulumi.Input<string>;
-  readonly serviceAccountEmail: pulumi.Input<string>;
-  readonly sshPublicKey: pulumi.Input<string>;
 }
 
 export class LoadBalancer extends pulumi.ComponentResource {

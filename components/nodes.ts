@@ -3,17 +3,9 @@
 
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
-import { ClusterConfig } from "../render/config";
-import { Plan } from "../render/plan";
-import { createVm } from "./vm";
+import { MachineArgs, createVm } from "./vm";
 
-export interface NodePoolArgs {
-  readonly config: ClusterConfig;
-  readonly plan: Plan;
-  readonly subnetwork: pulumi.Input<string>;
-  readonly serviceAccountEmail: pulumi.Input<string>;
-  readonly sshPublicKey: pulumi.Input<string>;
-}
+export type NodePoolArgs = MachineArgs;
 
 export class NodePool extends pulumi.ComponentResource {
   /** Instances by node name. */

@@ -6,9 +6,19 @@ import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
 import { renderCloudConfig } from "../render/cloudinit";
-import { PlannedNode, names } from "../render/plan";
+import { Plan, PlannedNode, names } from "../render/plan";
 
 export const SSH_USER = "k8sadmin";
+
+/** What every component that creates machines needs. */
+export interface MachineArgs {
+  readonly config: ClusterConfig;
+  readonly plan: Plan;
+  readonly subnetwork: pulumi.Input<string>;
+  readonly serviceAccountEmail: pulumi.Input<string>;
+  /** OpenSSH public key of the per-stack key pair. */
+  readonly sshPublicKey: pulumi.Input<string>;
+}
 
 export interface VmArgs {
   readonly config: ClusterConfig;
