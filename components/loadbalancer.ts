@@ -57,11 +57,8 @@ export class LoadBalancer extends pulumi.ComponentResource {
     const instances = new Map<string, gcp.compute.Instance>();
     for (const node of plan.nodes.filter((n) => n.role === "loadbalancer")) {
       const vm = createVm(this, {
-        config,
+        ...args,
         node,
-        subnetwork: args.subnetwork,
-        serviceAccountEmail: args.serviceAccountEmail,
-        sshPublicKey: args.sshPublicKey,
         externalAddress: single ? external.address : undefined,
         reservedAddress: single ? endpoint : undefined,
       });

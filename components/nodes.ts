@@ -15,13 +15,7 @@ export class NodePool extends pulumi.ComponentResource {
     super("ha-k8s:index:NodePool", name, {}, opts);
     const instances = new Map<string, gcp.compute.Instance>();
     for (const node of args.plan.nodes.filter((n) => n.role !== "loadbalancer")) {
-      const { instance } = createVm(this, {
-        config: args.config,
-        node,
-        subnetwork: args.subnetwork,
-        serviceAccountEmail: args.serviceAccountEmail,
-        sshPublicKey: args.sshPublicKey,
-      });
+      const { instance } = createVm(this, { ...args, node });
       instances.set(node.name, instance);
     }
     this.instances = instances;

@@ -20,13 +20,8 @@ export interface MachineArgs {
   readonly sshPublicKey: pulumi.Input<string>;
 }
 
-export interface VmArgs {
-  readonly config: ClusterConfig;
+export interface VmArgs extends MachineArgs {
   readonly node: PlannedNode;
-  readonly subnetwork: pulumi.Input<string>;
-  readonly serviceAccountEmail: pulumi.Input<string>;
-  /** OpenSSH public key of the per-stack key pair, installed for SSH_USER. */
-  readonly sshPublicKey: pulumi.Input<string>;
   /** Reserved external address; only a lone load balancer VM has one. */
   readonly externalAddress?: pulumi.Input<string>;
   /**
