@@ -1,6 +1,6 @@
 // npm run bench: what can be measured here about deployment speed and program cost, and an honest
 // model of the rest. Prints one table and writes bench/results.json.
-//  1. Program cost vs size: the real index.ts under the unit tests' mocks (tests/unit/run-program.ts),
+//  1. Program cost vs size: the real index.ts under the unit tests' mocks (bench/run-program.ts),
 //     run by ts-node as `pulumi up` runs it, one process per size: wall time, peak RSS, resources.
 //  2. Bootstrap critical path from the rendered plan: steps, longest chain, and a modeled time to
 //     all nodes Ready using the per-step durations in bench/durations.json (estimates, with basis).
@@ -82,7 +82,7 @@ function programCost(size: Size): { seconds: number; wallSeconds: number; maxRss
     [
       require.resolve("ts-node/dist/bin.js"),
       "--transpile-only",
-      path.join(PROJECT_DIR, "tests/unit/run-program.ts"),
+      path.join(__dirname, "run-program.ts"),
       JSON.stringify({ values: valuesFor(size) }),
       "--stats",
     ],

@@ -35,6 +35,16 @@ export interface ProgramRun {
  * Runs index.ts once with the given stack values (project keys without namespace, provider keys
  * with it) on top of Pulumi.yaml's defaults. Each call evaluates the program afresh.
  */
+/** Runs the program expecting it to fail; returns the failure (message and what it had registered). */
+export async function failedRun(...args: Parameters<typeof runProgram>): Promise<ProgramFailure> {
+  try {
+    await runProgram(...args);
+  } catch (error) {
+    return error as ProgramFailure;
+  }
+  throw new Error("the program succeeded; a failure was expected");
+}
+
 export async function runProgram(
   values: ConfigValues = {},
   options: { preview?: boolean; previousOutputs?: Record<string, unknown> } = {},
@@ -154,12 +164,19 @@ export async function runProgram(
         warn.mockRestore();
       }
     });
+  } catch (error) {
+    // The stack's reference to itself is a read, not a resource the engine would create.
+    const registered = [...recorded.values()].filter((r) => r.type !== "pulumi:pulumi:StackReference");
+    throw Object.assign(error as Error, { registered });
   } finally {
     // Let outstanding mock registrations finish before the next run.
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   return result!;
 }
+
+/** A failed program run, with the resources it had registered with the engine before failing. */
+export type ProgramFailure = Error & { registered: RecordedResource[] };
 
 async function jestIsolated(body: () => Promise<void>): Promise<void> {
   let failure: unknown;

@@ -1,6 +1,6 @@
 // The real program (index.ts) under Pulumi mocks: what it asks GCP and the machines for.
 
-import { ProgramRun, RecordedResource, runProgram } from "./harness";
+import { ProgramRun, RecordedResource, failedRun, runProgram } from "./harness";
 import { resolveConfig } from "../../render/config";
 import { readProjectFile, readStackFile } from "../../render/project";
 import { buildPlan, runsOnMachine } from "../../render/plan";
@@ -195,8 +195,10 @@ describe("secrets", () => {
 
 describe("invalid configuration", () => {
   test("fails before any resource is registered, listing every problem", async () => {
-    await expect(runProgram({ controlPlaneCount: 4, workerCount: -2 })).rejects.toThrow(
+    const failure = await failedRun({ controlPlaneCount: 4, workerCount: -2 });
+    expect(failure.message).toMatch(
       /ha-k8s:controlPlaneCount: 4 is not allowed[\s\S]*ha-k8s:workerCount: -2 is not allowed/,
     );
+    expect(failure.registered).toEqual([]);
   });
 });

@@ -1,11 +1,9 @@
-// Runs index.ts under Pulumi mocks in a plain Node process, outside jest, so a program that fails
-// the way Pulumi programs fail (an Output whose computation throws, surfacing as an unhandled
-// rejection) can be observed as the runtime would: non-zero exit and the message on stderr.
-// The benchmark (bench/run.ts) uses it too, with --stats, to measure the program's cost per size.
-// Usage: ts-node --transpile-only tests/unit/run-program.ts '<json: {values, previousOutputs}>' [--stats]
+// Runs index.ts under the unit tests' mocks (tests/unit/mocks.ts) in a plain Node process, as the
+// Pulumi language host would (ts-node), and prints what it cost: bench/run.ts starts one per size.
+// Usage: ts-node --transpile-only bench/run-program.ts '<json: {values, previousOutputs}>' [--stats]
 
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigValues, mockResponse, stackConfig, unwrapSecrets } from "./mocks";
+import { ConfigValues, mockResponse, stackConfig, unwrapSecrets } from "../tests/unit/mocks";
 
 async function main(): Promise<void> {
   const { values, previousOutputs } = JSON.parse(process.argv[2] ?? "{}") as {
@@ -33,7 +31,7 @@ async function main(): Promise<void> {
     "organization",
   );
   const started = process.hrtime.bigint();
-  const program: Record<string, unknown> = await (await import("../../index")).default();
+  const program: Record<string, unknown> = await (await import("../index")).default();
   for (const value of Object.values(program)) {
     if (pulumi.Output.isInstance(value)) await (value as unknown as { promise(): Promise<unknown> }).promise();
   }
@@ -46,15 +44,7 @@ async function main(): Promise<void> {
   console.log("program completed");
 
   if (process.argv.includes("--stats")) {
-    const { heapUsed, external, arrayBuffers } = process.memoryUsage();
-    const stats = {
-      seconds,
-      resources: registered,
-      maxRssBytes: process.resourceUsage().maxRSS * 1024,
-      heapUsed,
-      external,
-      arrayBuffers,
-    };
+    const stats = { seconds, resources: registered, maxRssBytes: process.resourceUsage().maxRSS * 1024 };
     console.log(`STATS ${JSON.stringify(stats)}`);
   }
 }
