@@ -1,6 +1,6 @@
-import { ClusterConfig, RawConfig, resolveConfig } from "../../render/config";
+import { ClusterConfig, LONGEST_NAME_SUFFIX, RawConfig, resolveConfig } from "../../render/config";
 import { readProjectFile, readStackFile } from "../../render/project";
-import { Plan, buildPlan, longestChain } from "../../render/plan";
+import { Plan, buildPlan, longestChain, names } from "../../render/plan";
 import { GCE_NAME } from "../../render/gce";
 import { parseCidr, contains } from "../../render/cidr";
 
@@ -58,17 +58,29 @@ describe("nodes", () => {
   });
 
   test("every GCE name fits GCE's rules even with the longest allowed cluster name", () => {
+    // The longest name config validation lets through.
+    const cluster = "a".repeat(63 - LONGEST_NAME_SUFFIX);
     const plan = planOf({
-      clusterName: "a".repeat(41),
+      clusterName: cluster,
       workerCount: 999,
+      loadBalancerCount: 2,
       subnetCidr: "10.10.0.0/20",
       podCidr: "10.244.0.0/14",
     });
+    const lb = plan.loadBalancing;
     const all = [
-      ...plan.nodes.map((n) => n.name),
-      ...plan.nodes.map((n) => `${n.name}-ip`),
+      ...plan.nodes.map((n) => names.node(cluster, n.role, n.index)),
+      ...plan.nodes.map((n) => names.nodeAddress(n.name)),
       ...plan.firewall.map((f) => f.name),
+      ...[names.network, names.subnet, names.router, names.nat, names.endpointAddress, names.externalAddress].map((f) =>
+        f(cluster),
+      ),
+      lb.healthCheck!.name,
+      ...lb.forwardingRules.map((r) => r.name),
+      // GCE's group name carries an 8-hex hash of the VM's id (components/loadbalancer.ts).
+      ...lb.instanceGroups.map((g) => `${g.name}-0123abcd`),
     ];
+    expect(all.length).toBeGreaterThan(2000);
     for (const name of all) expect(name).toMatch(GCE_NAME);
   });
 });
