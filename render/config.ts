@@ -203,7 +203,7 @@ function checkCidr(c: Collector, key: string, text: string, privateOnly: boolean
 }
 
 /** Highest subnet offset the plan uses, i.e. the last worker's slot. */
-export function lastUsedOffset(workerCount: number): number {
+function lastUsedOffset(workerCount: number): number {
   return ADDRESS_OFFSETS.workers + Math.max(workerCount, 1) - 1;
 }
 

@@ -3,7 +3,7 @@
 
 import { spawnSync } from "child_process";
 
-export function findTool(name: string): string | undefined {
+function findTool(name: string): string | undefined {
   const result = spawnSync("bash", ["-c", `command -v ${name}`], { encoding: "utf8" });
   return result.status === 0 ? result.stdout.trim() : undefined;
 }

@@ -54,7 +54,7 @@ function missing(artifact: string, tool: string, how: string): CheckResult {
 
 const kubeadmPaths = new Map<string, string | Error>();
 /** The kubeadm of a Kubernetes patch version, built and cached by tools/kubeadm.sh on first use. */
-export function kubeadmFor(patch: string): string | Error {
+function kubeadmFor(patch: string): string | Error {
   if (!kubeadmPaths.has(patch)) {
     const out = spawnSync("bash", [path.join(PROJECT_DIR, "tools/kubeadm.sh"), patch], {
       encoding: "utf8",
@@ -98,7 +98,7 @@ export function checkKubeadmConfig(file: string, artifact: string, patch: string
 }
 
 /** CRI-O's pause image must be the one kubeadm expects, or versions drift (kubernetes#115610). */
-export function checkPauseImage(file: string, artifact: string, patch: string): CheckResult {
+function checkPauseImage(file: string, artifact: string, patch: string): CheckResult {
   const kubeadm = kubeadmFor(patch);
   if (kubeadm instanceof Error) return missing(artifact, "kubeadm", kubeadm.message);
   const version = toolVersion(`kubeadm-${patch}`, kubeadm, ["version", "-o", "short"]);
@@ -117,7 +117,7 @@ export function checkPauseImage(file: string, artifact: string, patch: string): 
   };
 }
 
-export function checkHaproxyConfig(file: string, artifact: string): CheckResult {
+function checkHaproxyConfig(file: string, artifact: string): CheckResult {
   if (!hasTool("haproxy")) return missing(artifact, "haproxy -c", 'install the Debian package "haproxy"');
   const version = toolVersion("haproxy", "haproxy", ["-v"]);
   const check = run("haproxy", ["-c", "-f", file]);
@@ -131,7 +131,7 @@ export function checkHaproxyConfig(file: string, artifact: string): CheckResult 
 }
 
 /** cloud-init's own schema check, and `sshd -t` on the sshd drop-in the cloud-config writes. */
-export function checkCloudConfig(file: string, artifact: string): CheckResult[] {
+function checkCloudConfig(file: string, artifact: string): CheckResult[] {
   const results: CheckResult[] = [];
   if (!hasTool("cloud-init")) {
     results.push(missing(artifact, "cloud-init schema", 'install the Debian package "cloud-init"'));
@@ -177,7 +177,7 @@ export function checkCloudConfig(file: string, artifact: string): CheckResult[] 
   return results;
 }
 
-export function checkScript(file: string, artifact: string): CheckResult[] {
+function checkScript(file: string, artifact: string): CheckResult[] {
   const syntax = run("bash", ["-n", file]);
   const results: CheckResult[] = [
     {
@@ -204,7 +204,7 @@ export function checkScript(file: string, artifact: string): CheckResult[] {
 }
 
 /** Every document parses; every `cidr` in it is the cluster's pod CIDR. */
-export function checkManifest(text: string, artifact: string, podCidr: string): CheckResult {
+function checkManifest(text: string, artifact: string, podCidr: string): CheckResult {
   const problems: string[] = [];
   const cidrs: string[] = [];
   const walk = (value: unknown): void => {
@@ -231,7 +231,7 @@ export function checkManifest(text: string, artifact: string, podCidr: string): 
   };
 }
 
-export function checkPlan(text: string, artifact: string, config: ClusterConfig): CheckResult {
+function checkPlan(text: string, artifact: string, config: ClusterConfig): CheckResult {
   try {
     const plan = JSON.parse(text) as { nodes: { role: string }[] };
     const count = (role: string) => plan.nodes.filter((n) => n.role === role).length;
