@@ -29,6 +29,8 @@ export interface ClusterConfig {
   readonly serviceCidr: string;
   readonly cni: "calico";
   readonly adminCidrs: readonly string[];
+  /** A docker.io mirror CRI-O pulls through (host[:port][/path]); undefined: straight from docker.io. */
+  readonly registryMirror?: string;
 }
 
 type KeyKind = "string" | "integer" | "array";
@@ -51,9 +53,14 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyKind>> = {
   serviceCidr: "string",
   cni: "string",
   adminCidrs: "array",
+  registryMirror: "string",
 };
 
 export const SUPPORTED_CNIS = ["calico"] as const;
+const DNS_LABEL = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
+export const REGISTRY_LOCATION = new RegExp(
+  `^${DNS_LABEL}(\\.${DNS_LABEL})+(:\\d{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$`,
+);
 export const MAX_CONTROL_PLANES = 7;
 export const MAX_WORKERS = 5000;
 /** Node prefix length kube-controller-manager allocates from the pod CIDR (its default, /24). */
@@ -445,6 +452,19 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
     }
   }
 
+  // A registry location as containers-registries.conf(5) takes it: no scheme, lower case, a host
+  // with a dot (what tells a registry from a Docker Hub path), an optional port and path.
+  const mirrorValue = pick("registryMirror");
+  const registryMirror =
+    mirrorValue === undefined || mirrorValue === null ? "" : readString(c, "registryMirror", mirrorValue);
+  if (registryMirror && !REGISTRY_LOCATION.test(registryMirror)) {
+    c.error(
+      "registryMirror",
+      `"${registryMirror}" is not a registry location; use host[:port][/path] without a scheme, in lower case, ` +
+        `e.g. mirror.gcr.io or europe-docker.pkg.dev/my-project/docker-hub (or leave it empty for no mirror)`,
+    );
+  }
+
   if (c.errors.length > 0) return { errors: c.errors, warnings: c.warnings };
   return {
     config: {
@@ -466,6 +486,7 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
       serviceCidr: serviceText!,
       cni: cni as "calico",
       adminCidrs: adminCidrs!,
+      registryMirror: registryMirror || undefined,
     },
     errors: [],
     warnings: c.warnings,

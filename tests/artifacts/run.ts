@@ -10,7 +10,7 @@ import { formatIssues, resolveConfig } from "../../render/config";
 import { listStacks, readProjectFile, readStackFile } from "../../render/project";
 import { readScriptSources } from "../../render/scripts";
 import { DEFAULT_KUBERNETES_MINOR, SUPPORTED_KUBERNETES, kubernetesRelease } from "../../render/versions";
-import { CheckResult, checkKubeadmConfig, checkRendered } from "./checks";
+import { CheckResult, checkKubeadmConfig, checkRendered, pullSources } from "./checks";
 
 interface Row extends CheckResult {
   readonly stack: string;
@@ -89,6 +89,24 @@ function main(): number {
     });
     if (rejectedAsExpected)
       console.log(`kubeadm rejects the broken fixture with its own error:\n  ${broken.detail.split("\n")[0]}\n`);
+
+    // The registries check must be able to fail too: a mirror written with a scheme is refused by
+    // the library CRI-O reads the drop-in with (config validation refuses it before that).
+    const schemed = pullSources(path.join(fixtures, "registries-scheme.conf"), "busybox");
+    const refused =
+      !(schemed instanceof Error) && schemed.status !== 0 && /URI schemes are not supported/.test(schemed.output);
+    rows.push({
+      stack: "(fixture)",
+      artifact: "fixtures/registries-scheme.conf",
+      tool: "go.podman.io/image (must reject)",
+      version: "v5.42.1",
+      ok: refused,
+      detail: refused
+        ? ""
+        : `the mirror with a scheme was not refused: ${schemed instanceof Error ? schemed.message : schemed.output}`,
+    });
+    if (refused && !(schemed instanceof Error))
+      console.log(`go.podman.io/image refuses the broken drop-in with its own error:\n  ${schemed.output}\n`);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
