@@ -4,7 +4,7 @@
 // fresh random seed, and a documentation address (RFC 5737) as the load balancer's external IP.
 // Everything the tests run on a "machine" comes from these rendered files.
 
-import { randomBytes } from "crypto";
+import { generateKeyPairSync, randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { RenderedFile, renderAll } from "../../render/artifacts";
@@ -21,10 +21,10 @@ export const TEST_STACK = "dev";
 /** TEST-NET-3 (RFC 5737): a real address form for certSANs that is never routed. */
 export const TEST_EXTERNAL_IP = "203.0.113.7";
 
-/** A step of plan.json with the bundle that runs it and its stored delete command. */
+/** A step of plan.json with the bundle that runs it and the command its deletion runs. */
 export interface RenderedStep extends Step {
-  /** Path of the bundle, relative to the render directory. */
-  readonly script: string;
+  /** Path of the bundle, relative to the render directory; none for delete-only steps. */
+  readonly script?: string;
   readonly onDelete?: string;
 }
 
@@ -61,15 +61,20 @@ export function testStackConfig(stack: string = TEST_STACK, kubernetesMinor?: st
 
 export function renderTestStack(dir: string, ca: ClusterCa, config: ClusterConfig, name = TEST_STACK): TestStack {
   const tokens = deriveJoinTokens(randomBytes(32).toString("hex"));
-  registerSecret(tokens.bootstrapToken);
-  registerSecret(tokens.bootstrapToken.split(".")[1]);
-  registerSecret(tokens.certificateKey);
+  // As they are, and as a Secret's data shows them (base64).
+  for (const secret of [tokens.bootstrapToken, tokens.bootstrapToken.split(".")[1], tokens.certificateKey]) {
+    registerSecret(secret);
+    registerSecret(Buffer.from(secret).toString("base64"));
+  }
+  // Only the login checks (run where `pulumi up` runs, not here) stage the SSH key.
+  const sshPrivateKey = generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString();
   const values: DeployValues = {
     ...tokens,
     caCertHash: caCertHash(ca.certPem),
     caCertPem: ca.certPem,
     caKeyPem: ca.keyPem,
     externalIp: TEST_EXTERNAL_IP,
+    sshPrivateKey,
   };
   const { plan, files } = renderAll(config, readScriptSources(), values);
   for (const file of files) {
@@ -79,7 +84,9 @@ export function renderTestStack(dir: string, ca: ClusterCa, config: ClusterConfi
   }
   const planJson = files.find((f) => f.path === "plan.json");
   if (!planJson) throw new Error("the render has no plan.json");
-  const steps = (JSON.parse(planJson.content) as { steps: RenderedStep[] }).steps.filter((s) => s.script);
+  const steps = (JSON.parse(planJson.content) as { steps: RenderedStep[] }).steps.filter(
+    (s) => s.script !== undefined || s.onDelete !== undefined,
+  );
   const node = (nodeName: string): PlannedNode => {
     const found = plan.nodes.find((n) => n.name === nodeName);
     if (!found) throw new Error(`the plan has no node ${nodeName}`);
@@ -105,7 +112,13 @@ export function renderTestStack(dir: string, ca: ClusterCa, config: ClusterConfi
       }
       return found[0];
     },
-    bundle: (step) => path.join(dir, step.script),
-    staged: (step, fileName) => path.join(dir, step.script.replace(/\.sh$/, ""), fileName),
+    bundle(step) {
+      if (!step.script) throw new Error(`${step.id} has no bundle (delete-only)`);
+      return path.join(dir, step.script);
+    },
+    staged(step, fileName) {
+      if (!step.script) throw new Error(`${step.id} stages no files (delete-only)`);
+      return path.join(dir, step.script.replace(/\.sh$/, ""), fileName);
+    },
   };
 }
