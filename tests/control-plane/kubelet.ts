@@ -141,6 +141,8 @@ export class FakeKubelet {
         this.lastError = error.message;
       });
     }, HEARTBEAT_MS);
+    // A test that forgets to stop a kubelet must not keep the test process alive.
+    this.timer.unref();
   }
 
   async setReady(ready: boolean): Promise<void> {
@@ -234,10 +236,15 @@ export class FakeKubelet {
       items: { metadata: { name: string; namespace: string; uid: string; deletionTimestamp?: string } }[];
     }>(this.api, "GET", `/api/v1/pods?fieldSelector=spec.nodeName%3D${name}`);
     for (const pod of pods.items.filter((p) => p.metadata.deletionTimestamp)) {
-      await apiRequest(this.api, "DELETE", `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`, {
-        gracePeriodSeconds: 0,
-        preconditions: { uid: pod.metadata.uid },
-      });
+      const deleted = await apiRequest(
+        this.api,
+        "DELETE",
+        `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}?gracePeriodSeconds=0`,
+        { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0, preconditions: { uid: pod.metadata.uid } },
+      );
+      if (deleted.status !== 200 && deleted.status !== 404) {
+        throw new Error(`deleting pod ${pod.metadata.name}: HTTP ${deleted.status}: ${deleted.body.slice(0, 300)}`);
+      }
     }
   }
 

@@ -20,7 +20,7 @@ unavailable() {
   log "SKIPPING the control-plane tests outside CI"
   exit 0
 }
-JEST=(node node_modules/jest/bin/jest.js tests/control-plane --runInBand)
+JEST=(node node_modules/jest/bin/jest.js --runInBand)
 
 if [ "${1:-}" = --inside ]; then
   # Inside the namespaces (PID 1): the subnet's addresses on loopback, then the tests as a child,
@@ -36,10 +36,10 @@ if [ "${1:-}" = --inside ]; then
   export HA_K8S_CONTROL_PLANE_NETNS=1
   rc=0
   if [ "$run_as" = self ]; then
-    "${JEST[@]}" "$@" || rc=$?
+    "${JEST[@]}" "${@:-tests/control-plane}" || rc=$?
   else
     # Namespace made through sudo: the tests run as the invoking user again.
-    setpriv --reuid="${run_as%:*}" --regid="${run_as#*:}" --init-groups -- "${JEST[@]}" "$@" || rc=$?
+    setpriv --reuid="${run_as%:*}" --regid="${run_as#*:}" --init-groups -- "${JEST[@]}" "${@:-tests/control-plane}" || rc=$?
   fi
   exit "$rc"
 fi
