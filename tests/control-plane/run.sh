@@ -20,7 +20,8 @@ unavailable() {
   log "SKIPPING the control-plane tests outside CI"
   exit 0
 }
-JEST=(node node_modules/jest/bin/jest.js --runInBand)
+# --forceExit: a test that hangs past its timeout must not keep the suite (and the namespace) alive.
+JEST=(node node_modules/jest/bin/jest.js --runInBand --forceExit)
 
 if [ "${1:-}" = --inside ]; then
   # Inside the namespaces (PID 1): the subnet's addresses on loopback, then the tests as a child,
