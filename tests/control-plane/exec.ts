@@ -76,6 +76,8 @@ export function run(command: string, args: readonly string[], options: RunOption
         timedOut,
       });
     });
+    // A command that exits without reading its input (openssl) closes the pipe: not an error.
+    child.stdin.on("error", () => undefined);
     child.stdin.end(options.input ?? "");
   });
 }

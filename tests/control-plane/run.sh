@@ -20,8 +20,9 @@ unavailable() {
   log "SKIPPING the control-plane tests outside CI"
   exit 0
 }
-# --forceExit: a test that hangs past its timeout must not keep the suite (and the namespace) alive.
-JEST=(node node_modules/jest/bin/jest.js --runInBand --forceExit)
+# Extra arguments go to jest (e.g. -t 'verify'). --forceExit: a test that hangs past its timeout
+# must not keep the suite, and so the namespace, alive.
+JEST=(node node_modules/jest/bin/jest.js --runInBand --forceExit tests/control-plane)
 
 if [ "${1:-}" = --inside ]; then
   # Inside the namespaces (PID 1): the subnet's addresses on loopback, then the tests as a child,
@@ -37,10 +38,10 @@ if [ "${1:-}" = --inside ]; then
   export HA_K8S_CONTROL_PLANE_NETNS=1
   rc=0
   if [ "$run_as" = self ]; then
-    "${JEST[@]}" "${@:-tests/control-plane}" || rc=$?
+    "${JEST[@]}" "$@" || rc=$?
   else
     # Namespace made through sudo: the tests run as the invoking user again.
-    setpriv --reuid="${run_as%:*}" --regid="${run_as#*:}" --init-groups -- "${JEST[@]}" "${@:-tests/control-plane}" || rc=$?
+    setpriv --reuid="${run_as%:*}" --regid="${run_as#*:}" --init-groups -- "${JEST[@]}" "$@" || rc=$?
   fi
   exit "$rc"
 fi
