@@ -33,9 +33,6 @@ import { flagArgs, joiningControlPlaneConfig, machineConfig, manifestFlags } fro
 import { ClusterCa, createClusterCa } from "./pki";
 import { TestStack, renderTestStack, testStackConfig } from "./stack";
 
-/** Set by run.sh inside the network namespace it made for the suite. */
-export const NAMESPACE_MARKER = "HA_K8S_CONTROL_PLANE_NETNS";
-
 /** A node of the plan as a directory standing in for its root file system (HA_K8S_ROOT). */
 export interface Machine {
   readonly node: PlannedNode;

@@ -35,7 +35,6 @@ if [ "${1:-}" = --inside ]; then
   # go.etcd.io/etcd/client/pkg/v3/transport/listener_tls.go).
   ip link set lo up
   ip route add local "$subnet" dev lo table local src 127.0.0.1
-  export HA_K8S_CONTROL_PLANE_NETNS=1
   rc=0
   if [ "$run_as" = self ]; then
     "${JEST[@]}" "$@" || rc=$?
