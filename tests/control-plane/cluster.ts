@@ -23,32 +23,27 @@ import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { renderHaproxyConfig } from "../../render/haproxy";
-import { API_PORT, MONITOR_PATH, MONITOR_PORT, PlannedNode } from "../../render/plan";
+import { API_PORT, MONITOR_PATH, MONITOR_PORT } from "../../render/plan";
 import { DEFAULT_KUBERNETES_MINOR } from "../../render/versions";
 import { apiRequest } from "./api";
 import { ControlPlaneBinaries, controlPlaneBinaries } from "./binaries";
 import { Daemon } from "./daemons";
 import { RunResult, run, runOk, waitFor } from "./exec";
-import { flagArgs, joiningControlPlaneConfig, machineConfig, manifestFlags } from "./kubeadm-files";
+import { flagArgs } from "./kubeadm-files";
+import { Machine, prepareMachines } from "./machines";
 import { ClusterCa, createClusterCa } from "./pki";
 import { TestStack, renderTestStack, testStackConfig } from "./stack";
 
-/** A node of the plan as a directory standing in for its root file system (HA_K8S_ROOT). */
-export interface Machine {
-  readonly node: PlannedNode;
-  readonly root: string;
-  /** <root>/etc/kubernetes */
-  readonly kubernetesDir: string;
-  readonly pki: string;
-  readonly adminConf: string;
-  readonly kubeletConf: string;
-}
+export type { Machine } from "./machines";
 
 export interface EtcdMember {
   readonly name: string;
   readonly ip: string;
   readonly clientUrl: string;
   readonly peerUrl: string;
+  readonly dataDir: string;
+  /** The member's flags (kubeadm's, adapted); startEtcdMember starts it with them as they are then. */
+  readonly flags: Map<string, string>;
   readonly daemon: Daemon;
   /** Written while the member runs: what the crictl stub reports as the running etcd container. */
   readonly pidFile: string;
@@ -126,92 +121,14 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
   try {
     const ca = await createClusterCa(path.join(dir, "ca"), config.clusterName);
     const stack = renderTestStack(path.join(dir, "render"), ca, config, options.stack);
-    const [firstNode, ...otherControlPlanes] = stack.controlPlanes;
+    const firstNode = stack.controlPlanes[0];
     await assertAddressesLocal([stack.plan.endpoint.internalIp, ...stack.plan.nodes.map((n) => n.internalIp)]);
 
-    const machines = new Map<string, Machine>();
-    for (const node of stack.plan.nodes) {
-      const root = path.join(dir, "machines", node.name);
-      const kubernetesDir = path.join(root, "etc/kubernetes");
-      fs.mkdirSync(kubernetesDir, { recursive: true });
-      machines.set(node.name, {
-        node,
-        root,
-        kubernetesDir,
-        pki: path.join(kubernetesDir, "pki"),
-        adminConf: path.join(kubernetesDir, "admin.conf"),
-        kubeletConf: path.join(kubernetesDir, "kubelet.conf"),
-      });
-    }
-    const machine = (name: string): Machine => {
-      const found = machines.get(name);
-      if (!found) throw new Error(`no machine ${name} in the plan`);
-      return found;
-    };
+    const prepared = await prepareMachines(dir, stack, binaries);
+    const { machine } = prepared;
     const first = machine(firstNode.name);
-    const kubeadm = (args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
-      runOk(binaries.kubeadm, args, { env: { ...process.env, ...env } });
-
-    // The first control plane, as kubeadm-init.sh prepares it: the cluster CA in its pki, then
-    // kubeadm's certificates and kubeconfigs from the rendered configuration.
-    const initStep = stack.step("init", firstNode.name);
-    const initRendered = fs.readFileSync(stack.staged(initStep, "kubeadm-init.yaml"), "utf8");
-    const configs = path.join(dir, "configs");
-    fs.mkdirSync(configs, { mode: 0o700 });
-    fs.mkdirSync(first.pki, { recursive: true });
-    fs.copyFileSync(stack.staged(initStep, "ca.crt"), path.join(first.pki, "ca.crt"));
-    fs.copyFileSync(stack.staged(initStep, "ca.key"), path.join(first.pki, "ca.key"));
-    const machineConfigs = new Map<string, string>();
-    machineConfigs.set(first.node.name, path.join(configs, `${first.node.name}.yaml`));
-    fs.writeFileSync(machineConfigs.get(first.node.name)!, machineConfig(initRendered, first.pki), { mode: 0o600 });
-
-    // The other control planes, as their `kubeadm join --control-plane` prepares them: the shared
-    // keys the kubeadm-certs Secret carries (copycerts.certsToTransfer: the cluster, front-proxy
-    // and etcd CAs and the service-account key pair), then kubeadm's certificates and admin.conf
-    // for that node (the control-plane-prepare and kubeconfig steps of the join).
-    for (const node of otherControlPlanes) {
-      const joinRendered = fs.readFileSync(stack.staged(stack.step("join", node.name), "kubeadm-join.yaml"), "utf8");
-      const file = path.join(configs, `${node.name}.yaml`);
-      fs.writeFileSync(file, joiningControlPlaneConfig(initRendered, joinRendered, machine(node.name).pki), {
-        mode: 0o600,
-      });
-      machineConfigs.set(node.name, file);
-    }
-    await kubeadm(["init", "phase", "certs", "all", "--config", machineConfigs.get(first.node.name)!]);
-    await kubeadm(["init", "phase", "kubeconfig", "all", "--config", machineConfigs.get(first.node.name)!,
-      "--kubeconfig-dir", first.kubernetesDir]); // prettier-ignore
-    const shared = [
-      "ca.crt",
-      "ca.key",
-      "sa.key",
-      "sa.pub",
-      "front-proxy-ca.crt",
-      "front-proxy-ca.key",
-      "etcd/ca.crt",
-      "etcd/ca.key",
-    ];
-    for (const node of otherControlPlanes) {
-      const m = machine(node.name);
-      fs.mkdirSync(path.join(m.pki, "etcd"), { recursive: true });
-      for (const file of shared) fs.copyFileSync(path.join(first.pki, file), path.join(m.pki, file));
-      await kubeadm(["init", "phase", "certs", "all", "--config", machineConfigs.get(node.name)!]);
-      await kubeadm(["init", "phase", "kubeconfig", "admin", "--config", machineConfigs.get(node.name)!,
-        "--kubeconfig-dir", m.kubernetesDir]); // prettier-ignore
-    }
-
-    // The flags kubeadm would run each component with: its static Pod manifests, written to a
-    // directory of ours by the phases' dry runs (KUBEADM_INIT_DRYRUN_DIR, cmd/kubeadm/app/constants).
-    const manifests = (name: string) => path.join(dir, "manifests", name);
-    for (const node of stack.controlPlanes) {
-      fs.mkdirSync(manifests(node.name), { recursive: true });
-      const env = { KUBEADM_INIT_DRYRUN_DIR: manifests(node.name) };
-      await kubeadm(["init", "phase", "etcd", "local", "--dry-run", "--config", machineConfigs.get(node.name)!], env);
-      if (node === firstNode) {
-        await kubeadm(["init", "phase", "control-plane", "all", "--dry-run", "--config", machineConfigs.get(node.name)!], env); // prettier-ignore
-      }
-    }
-    const flagsOf = (node: string, component: string) =>
-      manifestFlags(fs.readFileSync(path.join(manifests(node), `${component}.yaml`), "utf8"));
+    const flagsOf = prepared.flags;
+    const kubeadm = (args: readonly string[]) => runOk(binaries.kubeadm, args);
 
     // etcd: one member per control plane, all started at once as one new cluster. Each machine of
     // a real cluster has its own 127.0.0.1; here only the first control plane keeps it (its API
@@ -221,19 +138,15 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
     for (const node of stack.controlPlanes) {
       const m = machine(node.name);
       const flags = flagsOf(node.name, "etcd");
-      flags.set("data-dir", path.join(m.root, "var/lib/etcd"));
+      const dataDir = path.join(m.root, "var/lib/etcd");
+      flags.set("data-dir", dataDir);
       flags.set("initial-cluster", initialCluster);
       flags.set("initial-cluster-state", "new");
       if (node !== firstNode) {
         flags.set("listen-client-urls", `https://${node.internalIp}:2379`);
         flags.set("listen-metrics-urls", `http://${node.internalIp}:2381`);
       }
-      const daemon = new Daemon(
-        `etcd ${node.name}`,
-        binaries.etcd,
-        flagArgs(flags),
-        path.join(logs, `etcd-${node.name}.log`),
-      );
+      const daemon = new Daemon(`etcd ${node.name}`, binaries.etcd, path.join(logs, `etcd-${node.name}.log`));
       const pidFile = path.join(m.root, "run/ha-k8s-test/etcd.pid");
       fs.mkdirSync(path.dirname(pidFile), { recursive: true });
       etcd.push({
@@ -241,12 +154,14 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
         ip: node.internalIp,
         clientUrl: node === firstNode ? "https://127.0.0.1:2379" : `https://${node.internalIp}:2379`,
         peerUrl: `https://${node.internalIp}:2380`,
+        dataDir,
+        flags,
         daemon,
         pidFile,
       });
     }
     const startMember = (member: EtcdMember) => {
-      member.daemon.start();
+      member.daemon.start(flagArgs(member.flags));
       if (!daemons.includes(member.daemon)) daemons.push(member.daemon);
       fs.writeFileSync(member.pidFile, `${member.daemon.pid}\n`);
     };
@@ -278,9 +193,8 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
     // HAProxy holds the endpoint address on the same port of the same network namespace.
     const apiserverFlags = flagsOf(firstNode.name, "kube-apiserver");
     apiserverFlags.set("bind-address", firstNode.internalIp);
-    const apiserver = new Daemon("kube-apiserver", binaries.kubeApiserver, flagArgs(apiserverFlags),
-      path.join(logs, "kube-apiserver.log")); // prettier-ignore
-    apiserver.start();
+    const apiserver = new Daemon("kube-apiserver", binaries.kubeApiserver, path.join(logs, "kube-apiserver.log"));
+    apiserver.start(flagArgs(apiserverFlags));
     daemons.push(apiserver);
     const localApi = `https://${firstNode.internalIp}:${API_PORT}`;
     await waitFor(
@@ -305,13 +219,8 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
         runtime: { kind: "test", dir: haproxyDir },
       }),
     );
-    const haproxy = new Daemon(
-      "haproxy",
-      "haproxy",
-      ["-W", "-db", "-f", haproxyConfig],
-      path.join(logs, "haproxy.log"),
-    );
-    haproxy.start();
+    const haproxy = new Daemon("haproxy", "haproxy", path.join(logs, "haproxy.log"));
+    haproxy.start(["-W", "-db", "-f", haproxyConfig]);
     daemons.push(haproxy);
     const endpoint = `${stack.plan.endpoint.internalIp}:${stack.plan.endpoint.port}`;
     await waitFor(
@@ -348,15 +257,15 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
     for (const [name, value] of kcmFlags) {
       if (value.startsWith("/etc/kubernetes/")) kcmFlags.set(name, path.join(first.root, value));
     }
-    const kcm = new Daemon("kube-controller-manager", binaries.kubeControllerManager, flagArgs(kcmFlags),
+    const kcm = new Daemon("kube-controller-manager", binaries.kubeControllerManager,
       path.join(logs, "kube-controller-manager.log")); // prettier-ignore
-    kcm.start();
+    kcm.start(flagArgs(kcmFlags));
     daemons.push(kcm);
 
     // What `kubeadm init` does once the API answers, with the rendered configuration as it is (the
     // cluster keeps /etc/kubernetes/pki as certificatesDir, as a real one would).
-    const renderedInit = path.join(configs, "kubeadm-init.yaml");
-    fs.writeFileSync(renderedInit, initRendered, { mode: 0o600 });
+    const renderedInit = path.join(dir, "configs", "kubeadm-init.yaml");
+    fs.writeFileSync(renderedInit, prepared.initConfig, { mode: 0o600 });
     await kubeadm(["init", "phase", "upload-config", "all", "--config", renderedInit, "--kubeconfig", first.adminConf]);
     await kubeadm(["init", "phase", "bootstrap-token", "--config", renderedInit, "--kubeconfig", first.adminConf]);
     const tokenId = stack.values.bootstrapToken.split(".")[0];

@@ -15,7 +15,6 @@ export class Daemon {
   constructor(
     readonly name: string,
     readonly command: string,
-    readonly args: readonly string[],
     readonly logFile: string,
   ) {}
 
@@ -27,10 +26,10 @@ export class Daemon {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  start(): void {
+  start(args: readonly string[]): void {
     if (this.running) throw new Error(`${this.name} is already running`);
     const log = fs.openSync(this.logFile, "a");
-    const child = spawn(this.command, this.args, { detached: true, stdio: ["ignore", log, log] });
+    const child = spawn(this.command, args, { detached: true, stdio: ["ignore", log, log] });
     fs.closeSync(log);
     this.child = child;
     this.exitCode = null;

@@ -101,10 +101,10 @@ const microNow = () => new Date().toISOString().replace(/Z$/, "000Z");
 export class FakeKubelet {
   private readonly api: ApiCredentials;
   private timer: NodeJS.Timeout | undefined;
-  private ready = false;
   private beating: Promise<void> = Promise.resolve();
   /** Set once the API says the Node is gone: like a kubelet, it does not register again. */
   deleted = false;
+  /** The last heartbeat that failed (an API refusal would show here); empty when all went through. */
   lastError = "";
 
   constructor(
@@ -146,7 +146,6 @@ export class FakeKubelet {
   }
 
   async setReady(ready: boolean): Promise<void> {
-    this.ready = ready;
     const transition = now();
     const condition = (type: string, status: string, reason: string, message: string) => ({
       type,
@@ -246,10 +245,6 @@ export class FakeKubelet {
         throw new Error(`deleting pod ${pod.metadata.name}: HTTP ${deleted.status}: ${deleted.body.slice(0, 300)}`);
       }
     }
-  }
-
-  get isReady(): boolean {
-    return this.ready;
   }
 
   async stop(): Promise<void> {

@@ -81,6 +81,8 @@ describe("membership scripts, as rendered, against the real API server and etcd"
 
   afterAll(async () => {
     for (const k of started) await k.stop();
+    // Everything the kubelets did with their own credentials went through (Node authorizer, NodeRestriction).
+    expect(started.map((k) => k.lastError).filter(Boolean)).toEqual([]);
   });
 
   test("a worker's readiness step runs on the worker with its kubelet's credentials and passes for its Ready Node", async () => {

@@ -20,9 +20,9 @@ unavailable() {
   log "SKIPPING the control-plane tests outside CI"
   exit 0
 }
-# Extra arguments go to jest (e.g. -t 'verify'). --forceExit: a test that hangs past its timeout
-# must not keep the suite, and so the namespace, alive.
-JEST=(node node_modules/jest/bin/jest.js --runInBand --forceExit tests/control-plane)
+# Extra arguments go to jest (e.g. -t 'verify'). Bounded: a hung test must not keep the suite, and
+# so the namespace, alive (the tests take about 3 minutes here).
+JEST=(timeout --kill-after=30 1200 node node_modules/jest/bin/jest.js --runInBand tests/control-plane)
 
 if [ "${1:-}" = --inside ]; then
   # Inside the namespaces (PID 1): the subnet's addresses on loopback, then the tests as a child,
