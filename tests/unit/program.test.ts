@@ -224,6 +224,43 @@ describe("secrets", () => {
   });
 });
 
+describe("the deploying machine", () => {
+  test("up without gcp:project fails before any resource, naming the provider's fallbacks", async () => {
+    const failure = await failedRun({ "gcp:project": undefined });
+    expect(failure.message).toMatch(
+      /gcp:project: is not set, nor any of GOOGLE_PROJECT, GOOGLE_CLOUD_PROJECT, GCLOUD_PROJECT, CLOUDSDK_CORE_PROJECT/,
+    );
+    expect(failure.registered).toEqual([]);
+  });
+
+  test("a project from the environment is enough (google-github-actions/auth sets GOOGLE_CLOUD_PROJECT)", async () => {
+    process.env.GOOGLE_CLOUD_PROJECT = "from-the-environment";
+    try {
+      const run = await runProgram({ "gcp:project": undefined });
+      expect(run.ofType("gcp:compute/instance:Instance").length).toBe(6);
+    } finally {
+      delete process.env.GOOGLE_CLOUD_PROJECT;
+    }
+  });
+
+  test.each([
+    ["8", true],
+    ["32", false],
+    [undefined, false],
+  ])("engine parallelism %s: a warning saying what to set when below the plan's needs: %s", async (engine, warned) => {
+    if (engine) process.env.PULUMI_NODEJS_PARALLEL = engine;
+    try {
+      const run = await runProgram(devValues, { preview: true });
+      const warning = run.warnings.find((w) => /operations at once/.test(w));
+      expect(Boolean(warning)).toBe(warned);
+      if (warned)
+        expect(warning).toMatch(/pulumi runs at most 8 .*run pulumi up --parallel 32 \(or set PULUMI_PARALLEL=32\)/);
+    } finally {
+      delete process.env.PULUMI_NODEJS_PARALLEL;
+    }
+  });
+});
+
 describe("invalid configuration", () => {
   test("fails before any resource is registered, listing every problem", async () => {
     const failure = await failedRun({ controlPlaneCount: 4, workerCount: -2 });
