@@ -39,7 +39,8 @@ export function kubernetesVersionChange(deployed: string | undefined, targetMino
   const target = kubernetesRelease(targetMinor).patch;
   if (deployed === undefined) return { kind: "none", patch: target };
   const from = parseKubernetesVersion(deployed);
-  const to = parseKubernetesVersion(target)!;
+  const parsedTarget = parseKubernetesVersion(target)!;
+  const to = { ...parsedTarget, patch: parsedTarget.patch ?? 0 }; // pins are always full patches
   if (!from) {
     return {
       kind: "refused",
@@ -76,4 +77,103 @@ export function kubernetesVersionChange(deployed: string | undefined, targetMino
     from: fromPatch === undefined ? minorOf(from) : `${minorOf(from)}.${fromPatch}`,
     to: target,
   };
+}
+
+/** The plan's view of a machine and of a step, as far as the upgrade graph needs them. */
+interface UpgradeNode {
+  readonly name: string;
+  readonly role: "control-plane" | "worker" | "loadbalancer";
+  readonly index: number;
+}
+export interface UpgradeStep {
+  readonly id: string;
+  readonly kind: "upgrade" | "upgrade-drain" | "upgrade-uncordon" | "upgrade-verify";
+  readonly node: string;
+  readonly subject: string;
+  readonly dependsOn: readonly string[];
+  readonly description: string;
+  readonly rerunWhenReplaced: readonly string[];
+}
+
+/**
+ * The upgrade's steps, in kubeadm's order, starting after `after` (the snapshot and the cluster's
+ * verification): each control plane in turn, the first with `kubeadm upgrade apply`, the others
+ * with `kubeadm upgrade node`, each draining itself and coming back healthy before the next; then
+ * the workers in `maxUnavailable` lanes, each worker drained by its control plane (`hostOf`),
+ * upgraded on itself and uncordoned before the next of its lane; then a verification of every node
+ * and the API through the load balancer. The steps exist while an upgrade is planned.
+ */
+export function planUpgradeSteps(
+  nodes: readonly UpgradeNode[],
+  change: { readonly from: string; readonly to: string },
+  after: readonly string[],
+  maxUnavailable: number,
+  hostOf: (worker: UpgradeNode) => UpgradeNode,
+): UpgradeStep[] {
+  const steps: UpgradeStep[] = [];
+  const id = (subject: string, kind: UpgradeStep["kind"]) => `${subject}/${kind}`;
+  const controlPlanes = nodes.filter((n) => n.role === "control-plane");
+  const workers = nodes.filter((n) => n.role === "worker");
+  let previous: readonly string[] = after;
+  for (const [i, cp] of controlPlanes.entries()) {
+    steps.push({
+      id: id(cp.name, "upgrade"),
+      kind: "upgrade",
+      node: cp.name,
+      subject: cp.name,
+      dependsOn: [...previous],
+      description:
+        `${i === 0 ? "kubeadm upgrade plan + apply" : "kubeadm upgrade node"} to ${change.to}; drain itself, ` +
+        "CRI-O, kubelet and kubectl; back healthy; uncordon",
+      rerunWhenReplaced: [cp.name],
+    });
+    previous = [id(cp.name, "upgrade")];
+  }
+  const controlPlanesDone = previous;
+  const lanes = Math.max(1, maxUnavailable);
+  const laneEnds: string[][] = Array.from({ length: lanes }, () => [...controlPlanesDone]);
+  for (const [i, worker] of workers.entries()) {
+    const lane = i % lanes;
+    const host = hostOf(worker);
+    steps.push(
+      {
+        id: id(worker.name, "upgrade-drain"),
+        kind: "upgrade-drain",
+        node: host.name,
+        subject: worker.name,
+        dependsOn: laneEnds[lane],
+        description: `drain it from ${host.name} (PodDisruptionBudgets respected, bounded)`,
+        rerunWhenReplaced: [worker.name],
+      },
+      {
+        id: id(worker.name, "upgrade"),
+        kind: "upgrade",
+        node: worker.name,
+        subject: worker.name,
+        dependsOn: [id(worker.name, "upgrade-drain")],
+        description: `kubeadm upgrade node to ${change.to}, CRI-O, kubelet and kubectl`,
+        rerunWhenReplaced: [worker.name],
+      },
+      {
+        id: id(worker.name, "upgrade-uncordon"),
+        kind: "upgrade-uncordon",
+        node: host.name,
+        subject: worker.name,
+        dependsOn: [id(worker.name, "upgrade")],
+        description: `wait until Ready at ${change.to}, then uncordon it, from ${host.name}`,
+        rerunWhenReplaced: [worker.name],
+      },
+    );
+    laneEnds[lane] = [id(worker.name, "upgrade-uncordon")];
+  }
+  steps.push({
+    id: "cluster/upgrade-verify",
+    kind: "upgrade-verify",
+    node: controlPlanes[0].name,
+    subject: "cluster",
+    dependsOn: [...new Set(laneEnds.flat())],
+    description: `every node reports kubelet ${change.to}; the API answers ${change.to} through the load balancer`,
+    rerunWhenReplaced: nodes.map((n) => n.name),
+  });
+  return steps;
 }
