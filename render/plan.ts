@@ -90,6 +90,11 @@ export interface Plan {
     readonly region: string;
     readonly kubernetesVersion: string;
     readonly kubernetesPatch: string;
+    /**
+     * The minor the cluster was created with: new machines get it while no cluster answers yet
+     * (prepare-node.sh), so it must not change when the cluster is upgraded.
+     */
+    readonly createdWithVersion: string;
     readonly cni: string;
     readonly podCidr: string;
     readonly serviceCidr: string;
@@ -532,6 +537,7 @@ export function buildPlan(config: ClusterConfig): Plan {
       region: config.region,
       kubernetesVersion: config.kubernetesVersion,
       kubernetesPatch: release.patch,
+      createdWithVersion: config.kubernetesVersion,
       cni: config.cni,
       podCidr: config.podCidr,
       serviceCidr: config.serviceCidr,

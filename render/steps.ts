@@ -16,7 +16,7 @@ import {
   renderJoinConfiguration,
 } from "./kubeadm";
 import { DELETE_ONLY_KINDS, Plan, PlannedNode, SSH_USER, Step, StepKind, runsOnDeployer } from "./plan";
-import { crioAptRepo, kubernetesAptRepo, kubernetesRelease } from "./versions";
+import { SUPPORTED_KUBERNETES, releaseTable } from "./versions";
 
 /** Everything decided at deploy time: join secrets, the cluster CA, the SSH key and the external address. */
 export interface DeployValues extends JoinSecrets, EndpointAddresses {
@@ -148,7 +148,6 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
     if (!found) throw new Error(`step ${step.id} names unknown node ${name}`);
     return found;
   };
-  const release = kubernetesRelease(config.kubernetesVersion);
   const apiEndpoint = `${plan.endpoint.internalIp}:${plan.endpoint.port}`;
   const subject = step.subject === "cluster" || step.subject === "workers" ? undefined : node(step.subject);
   switch (step.kind) {
@@ -173,19 +172,24 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
         files: [{ name: "haproxy.cfg", content: renderHaproxyForPlan(plan), mode: 0o644, kind: "haproxy-config" }],
       };
     case "prepare":
+      // Nothing here names the version the cluster runs now (prepare-node.sh asks the cluster), so
+      // changing kubernetesVersion does not re-run this step on existing machines.
       return {
         script: "prepare-node.sh",
         env: {
           NODE_ROLE: subject!.role,
-          K8S_MINOR: config.kubernetesVersion,
-          K8S_VERSION: `v${release.patch}`,
-          K8S_DEB_VERSION: release.debVersion,
-          KUBERNETES_APT_REPO: kubernetesAptRepo(config.kubernetesVersion),
-          CRIO_APT_REPO: crioAptRepo(config.kubernetesVersion),
+          K8S_RELEASES: releaseTable(),
+          K8S_DEFAULT_MINOR: plan.cluster.createdWithVersion,
+          API_ENDPOINT: apiEndpoint,
           REGISTRIES_DROP_IN: REGISTRIES_DROP_IN_PATH,
         },
         files: [
-          { name: "crio.conf", content: renderCrioDropIn(config.kubernetesVersion), mode: 0o644, kind: "other" },
+          ...Object.keys(SUPPORTED_KUBERNETES).map((minor) => ({
+            name: `crio-${minor}.conf`,
+            content: renderCrioDropIn(minor),
+            mode: 0o644,
+            kind: "other" as const,
+          })),
           ...(config.registryMirror
             ? [
                 {

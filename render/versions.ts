@@ -56,3 +56,14 @@ export function kubernetesAptRepo(minor: string): string {
 export function crioAptRepo(minor: string): string {
   return `https://download.opensuse.org/repositories/isv:/cri-o:/stable:/${kubernetesRelease(minor).crioStream}/deb/`;
 }
+
+/**
+ * Every supported release as prepare-node.sh reads it (K8S_RELEASES): one line per minor,
+ * "<minor> <patch> <deb version> <Kubernetes repository> <CRI-O repository>". A new machine picks
+ * the line of the minor the cluster runs when it is prepared.
+ */
+export function releaseTable(): string {
+  return Object.entries(SUPPORTED_KUBERNETES)
+    .map(([minor, r]) => [minor, r.patch, r.debVersion, kubernetesAptRepo(minor), crioAptRepo(minor)].join(" "))
+    .join("\n");
+}

@@ -342,7 +342,7 @@ export function checkRendered(files: readonly RenderedFile[], dir: string, confi
   const seen = new Set<string>();
   const results: CheckResult[] = [];
   for (const file of files) {
-    const key = `${file.kind}\n${file.content}`;
+    const key = `${file.kind}\n${path.basename(file.path)}\n${file.content}`;
     if (seen.has(key)) continue;
     seen.add(key);
     const onDisk = path.join(dir, file.path);
@@ -368,9 +368,13 @@ export function checkRendered(files: readonly RenderedFile[], dir: string, confi
       case "registries-config":
         results.push(...checkRegistriesConfig(onDisk, file.path, config.registryMirror));
         break;
-      case "other":
-        if (path.basename(file.path) === "crio.conf") results.push(checkPauseImage(onDisk, file.path, patch));
+      case "other": {
+        // One CRI-O drop-in per supported minor (prepare-node.sh picks the cluster's): each against
+        // the kubeadm of that minor.
+        const minor = /^crio-(\d+\.\d+)\.conf$/.exec(path.basename(file.path))?.[1];
+        if (minor) results.push(checkPauseImage(onDisk, file.path, kubernetesRelease(minor).patch));
         break;
+      }
     }
   }
   return results;

@@ -57,7 +57,7 @@ function main(): number {
       }
       const versionOnly = label.includes("@");
       const checked = versionOnly
-        ? files.filter((f) => f.kind === "kubeadm-config" || path.basename(f.path) === "crio.conf")
+        ? files.filter((f) => f.kind === "kubeadm-config")
         : files;
       rows.push(...checkRendered(checked, dir, resolved.config).map((r) => ({ ...r, stack: label })));
     }
