@@ -22,6 +22,8 @@ export interface BundleInput {
   readonly script: string;
   /** The script (in scripts/) Pulumi's delete command runs later, through on-delete.sh. */
   readonly deleteScript?: string;
+  /** Further scripts (in scripts/) the step installs on the machine; staged next to the others. */
+  readonly extraScripts?: readonly string[];
   readonly env: Readonly<Record<string, string>>;
   readonly files?: readonly StagedFile[];
 }
@@ -69,7 +71,12 @@ export function renderBundle(input: BundleInput, sources: Readonly<Record<string
   const dir = stageDir(input.stepId);
   // HA_K8S_ROOT is empty on machines; the script tests point it at a temporary root.
   const stageLine = `stage="\${HA_K8S_ROOT:-}"${shellQuote(dir)}`;
-  const scripts = ["lib.sh", input.script, ...(input.deleteScript ? [input.deleteScript] : [])];
+  const scripts = [
+    "lib.sh",
+    input.script,
+    ...(input.deleteScript ? [input.deleteScript] : []),
+    ...(input.extraScripts ?? []),
+  ];
   const env = Object.entries(input.env)
     .map(([key, value]) => `${key}=${shellQuote(value)}\n`)
     .join("");
