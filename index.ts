@@ -5,6 +5,7 @@
 
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterAccess } from "./components/access";
+import { ClusterBackup } from "./components/backup";
 import { ClusterBootstrap } from "./components/bootstrap";
 import { loadClusterConfig } from "./components/config";
 import { assertSafeChange } from "./components/guard";
@@ -25,6 +26,7 @@ export = async () => {
   const network = new Network(`${cluster}-network`, { config, plan });
   const access = new ClusterAccess(`${cluster}-access`, { config });
   const pki = new ClusterPki(`${cluster}-pki`, { clusterName: cluster });
+  const backup = new ClusterBackup(`${cluster}-backup`, { config, serviceAccountEmail: access.serviceAccountEmail });
   const machineArgs = {
     config,
     plan,
@@ -41,6 +43,8 @@ export = async () => {
     instances: new Map([...loadBalancer.instances, ...nodePool.instances]),
     network,
     loadBalancer,
+    backup,
+    backupBucket: backup.bucketName,
     externalIp: loadBalancer.externalIp,
     sshPrivateKey: access.sshPrivateKey,
     caCertPem: pki.caCertPem,
@@ -63,5 +67,6 @@ export = async () => {
     sshPrivateKey: access.sshPrivateKey,
     sshCommand: pulumi.interpolate`pulumi stack output --show-secrets sshPrivateKey > ${cluster}-ssh.key && chmod 600 ${cluster}-ssh.key && ssh -i ${cluster}-ssh.key ${SSH_USER}@${loadBalancer.externalIp}`,
     caCertHash: pki.caCertHash,
+    backupBucket: backup.bucketName,
   };
 };

@@ -8,7 +8,7 @@ import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
 import { publicKubeconfig } from "../render/kubeconfig";
-import { API_PORT, Plan, Step } from "../render/plan";
+import { API_PORT, Plan, Step, withBackupBucket } from "../render/plan";
 import { readScriptSources } from "../render/scripts";
 import { DeployValues, RUN_BUNDLE_COMMAND, renderStepCommand, stepTraits } from "../render/steps";
 import { SSH_USER } from "./vm";
@@ -22,6 +22,9 @@ export interface ClusterBootstrapArgs {
   readonly network: pulumi.Resource;
   /** The load balancer tier, the SSH path to every machine: commands wait for all of it. */
   readonly loadBalancer: pulumi.Resource;
+  /** The snapshot bucket and its IAM grant (components/backup.ts), and the bucket's name. */
+  readonly backup: pulumi.Resource;
+  readonly backupBucket: pulumi.Input<string>;
   /** The jump host's (and the API's) public address. */
   readonly externalIp: pulumi.Input<string>;
   readonly sshPrivateKey: pulumi.Input<string>;
@@ -78,11 +81,15 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         resources.set(step.id, step.kind === "network" ? args.network : args.loadBalancer);
         continue;
       }
+      if (step.kind === "backup-bucket") {
+        resources.set(step.id, args.backup);
+        continue;
+      }
       if (step.kind === "vm") {
         resources.set(step.id, instanceOf(step.node));
         continue;
       }
-      const cmd = this.stepCommand(step, config, plan, values, sources, connectionTo, instanceOf, resources);
+      const cmd = this.stepCommand(step, config, plan, values, sources, connectionTo, instanceOf, resources, args);
       resources.set(step.id, cmd);
       commands.set(step.id, cmd);
     }
@@ -105,13 +112,22 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     connectionTo: (node: string) => command.types.input.remote.ConnectionArgs,
     instanceOf: (node: string) => gcp.compute.Instance,
     resources: ReadonlyMap<string, pulumi.Resource>,
+    args: ClusterBootstrapArgs,
   ): command.remote.Command {
     const shape = stepTraits(step);
     // Steps without secrets render now, in plain text, so `pulumi preview` shows their changes;
-    // the others wait for the deploy-time secrets and stay secret.
+    // the others wait for the deploy-time secrets and stay secret. Backup steps name the bucket,
+    // which Pulumi names at deploy time when it creates it.
+    const usesBucket = step.kind === "backup" || step.kind === "snapshot";
     const stdin = shape.secret
       ? pulumi.secret(values.apply((v) => renderStepCommand(config, plan, step, v, sources).bundle))
-      : renderStepCommand(config, plan, step, undefined, sources).bundle;
+      : usesBucket
+        ? pulumi
+            .output(args.backupBucket)
+            .apply(
+              (bucket) => renderStepCommand(config, withBackupBucket(plan, bucket), step, undefined, sources).bundle,
+            )
+        : renderStepCommand(config, plan, step, undefined, sources).bundle;
     return new command.remote.Command(
       step.id.replace("/", "-"),
       {
