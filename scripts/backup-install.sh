@@ -20,7 +20,11 @@ require_env ETCD_VERSION ETCD_RELEASE_URL BACKUP_UNIT
 LIB_DIR=/usr/local/lib/ha-k8s
 etcd_dir="$(root_path "$LIB_DIR/etcd-v$ETCD_VERSION")"
 
-etcdutl_ok() { [ -x "$etcd_dir/etcdutl" ] && "$etcd_dir/etcdutl" version 2>/dev/null | grep -qx "etcdutl version: $ETCD_VERSION"; }
+# (Output captured first: grep -q in a pipeline may end before the writer, failing it under pipefail.)
+etcdutl_ok() {
+  local out
+  [ -x "$etcd_dir/etcdutl" ] && out="$("$etcd_dir/etcdutl" version 2>/dev/null)" && grep -qx "etcdutl version: $ETCD_VERSION" <<<"$out"
+}
 if etcdutl_ok; then
   log "etcdutl $ETCD_VERSION is installed"
 else
