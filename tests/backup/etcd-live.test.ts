@@ -54,6 +54,7 @@ function tools(): { etcd: EtcdTools; fakeGcs: string } | Error {
   return { etcd: { dir: etcd as string, version: etcdVersion }, fakeGcs: fakeGcs as string };
 }
 
+const figures: [string, string][] = [];
 const found = tools();
 const live = found instanceof Error ? describe.skip : describe;
 
@@ -132,6 +133,7 @@ live("etcd snapshots to a Cloud Storage server and back, on loopback", () => {
   );
 
   afterAll(async () => {
+    if (figures.length > 0) console.log(figures.map(([what, value]) => `${what}: ${value}`).join("\n"));
     await stopAll();
     await metadata?.close();
     await proxy?.close();
@@ -139,7 +141,9 @@ live("etcd snapshots to a Cloud Storage server and back, on loopback", () => {
   });
 
   test("every member runs the timer's job; only the etcd leader uploads, named by time, cluster and member", async () => {
+    const started = Date.now();
     const runs = await Promise.all(members.map(async (m) => ({ member: m, result: await backup(m) })));
+    figures.push(["three members' scheduled runs (one upload), wall clock", `${Date.now() - started} ms`]);
     for (const r of runs)
       expect([r.member.name, r.result.status, r.result.stderr]).toEqual([r.member.name, 0, expect.any(String)]);
     const uploaded = await objects();
@@ -150,6 +154,8 @@ live("etcd snapshots to a Cloud Storage server and back, on loopback", () => {
       expect(r.result.stderr).toContain("not the etcd leader");
     }
     const leaderRun = runs.find((r) => r.member === lead)!.result.stderr;
+    figures.push(["the leader's log", `\n${leaderRun.trimEnd()}`]);
+    figures.push(["snapshot size (50 keys)", `${uploaded[0].size} bytes`]);
     expect(leaderRun).toMatch(new RegExp(`snapshot checked by etcdutl: revision \\d+, ${KEYS} keys`));
     expect(leaderRun).toContain(`uploaded gs://${BUCKET}/${uploaded[0].name}`);
     expect(leftovers()).toEqual([]);
@@ -252,7 +258,9 @@ live("etcd snapshots to a Cloud Storage server and back, on loopback", () => {
       expect([again.status, again.stderr]).toEqual([0, expect.stringContaining("already restored")]);
     }
 
+    const restarted = Date.now();
     await startMembers(etcd, pki, fresh, "ha-k8s-restore-test", logs);
+    figures.push(["restored three-member cluster healthy after start", `${Date.now() - restarted} ms`]);
     const keys = etcdctl(etcd, pki, fresh, ["get", "--prefix", "/registry/test/", "--keys-only"]).stdout;
     expect(keys.split("\n").filter(Boolean)).toHaveLength(KEYS);
     expect(etcdctl(etcd, pki, fresh, ["get", "/registry/test/key-7", "--print-value-only"]).stdout.trim()).toBe(
