@@ -7,13 +7,14 @@ import * as pulumi from "@pulumi/pulumi";
 import { ClusterAccess } from "./components/access";
 import { ClusterBackup } from "./components/backup";
 import { ClusterBootstrap } from "./components/bootstrap";
-import { loadClusterConfig } from "./components/config";
+import { engineParallelism, loadClusterConfig } from "./components/config";
 import { assertSafeChange } from "./components/guard";
 import { LoadBalancer } from "./components/loadbalancer";
 import { Network } from "./components/network";
 import { NodePool } from "./components/nodes";
 import { ClusterPki } from "./components/pki";
 import { SSH_USER } from "./components/vm";
+import { parallelismWarning } from "./render/parallelism";
 import { buildPlan } from "./render/plan";
 
 export = async () => {
@@ -22,6 +23,8 @@ export = async () => {
   const guarded = await assertSafeChange(config);
   const plan = buildPlan(config);
   const cluster = config.clusterName;
+  const slots = parallelismWarning(plan, engineParallelism());
+  if (slots) pulumi.log.warn(slots);
 
   const network = new Network(`${cluster}-network`, { config, plan });
   const access = new ClusterAccess(`${cluster}-access`, { config });

@@ -1,16 +1,25 @@
-// Runs the plan's bootstrap steps on the machines: one @pulumi/command remote.Command per step,
-// depending on exactly the commands (or VMs) the plan says, so the order Pulumi follows is the
-// order plan.json shows. Each command pipes its rendered bundle (render/steps.ts) to `sudo bash
-// -s` over SSH, through the load balancer as jump host (nodes have no external IP).
+// Runs the plan's bootstrap steps: one @pulumi/command command per step, depending on exactly the
+// commands (or VMs) the plan says, so the order Pulumi follows is the order plan.json shows. Steps
+// on machines pipe their rendered bundle (render/steps.ts) to `sudo bash -s` over SSH, through the
+// load balancer as jump host (nodes have no external IP); login checks are local commands on the
+// machine running `pulumi up`.
 
 import * as command from "@pulumi/command";
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
 import { publicKubeconfig } from "../render/kubeconfig";
-import { API_PORT, Plan, Step, withBackupBucket } from "../render/plan";
+import { API_PORT, Plan, Step, runsOnDeployer, withBackupBucket } from "../render/plan";
 import { readScriptSources } from "../render/scripts";
-import { DeployValues, RUN_BUNDLE_COMMAND, renderStepCommand, stepTraits } from "../render/steps";
+import {
+  DeployValues,
+  RUN_BUNDLE_COMMAND,
+  RUN_LOCAL_BUNDLE_COMMAND,
+  renderStepCommand,
+  renderStepDeleteCommand,
+  sshRoute,
+  stepTraits,
+} from "../render/steps";
 import { SSH_USER } from "./vm";
 
 export interface ClusterBootstrapArgs {
@@ -35,12 +44,20 @@ export interface ClusterBootstrapArgs {
   readonly certificateKey: pulumi.Input<string>;
 }
 
-/** SSH dial retries cover VMs that are still booting (20 attempts of up to 30 s per connection). */
+/**
+ * The provider's own dial retries, for a connection refused or reset once a machine is known to
+ * accept logins (its login step ran first). They start 100 ms apart and back off to at most 5 s
+ * (retry.Until in pulumi/sdk, used by connection.go's dialWithRetry), so 20 quick failures span about
+ * a minute; perDialTimeout bounds an attempt that hangs.
+ */
 const DIAL = { dialErrorLimit: 20, perDialTimeout: 30 } as const;
+
+/** A step on a machine (remote) or a login check where `pulumi up` runs (local). */
+export type StepCommandResource = command.remote.Command | command.local.Command;
 
 export class ClusterBootstrap extends pulumi.ComponentResource {
   /** Commands by step id. */
-  readonly commands: ReadonlyMap<string, command.remote.Command>;
+  readonly commands: ReadonlyMap<string, StepCommandResource>;
   /** admin.conf pointed at the load balancer's external address; secret. */
   readonly kubeconfig: pulumi.Output<string>;
 
@@ -49,24 +66,29 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     const { config, plan } = args;
     const sources = readScriptSources();
     const values: pulumi.Output<DeployValues> = pulumi
-      .all([args.externalIp, args.caCertPem, args.caKeyPem, args.caCertHash, args.bootstrapToken, args.certificateKey])
-      .apply(([externalIp, caCertPem, caKeyPem, caCertHash, bootstrapToken, certificateKey]) => ({
+      .all([
+        args.externalIp,
+        args.caCertPem,
+        args.caKeyPem,
+        args.caCertHash,
+        args.bootstrapToken,
+        args.certificateKey,
+        args.sshPrivateKey,
+      ])
+      .apply(([externalIp, caCertPem, caKeyPem, caCertHash, bootstrapToken, certificateKey, sshPrivateKey]) => ({
         externalIp,
         caCertPem,
         caKeyPem,
         caCertHash,
         bootstrapToken,
         certificateKey,
+        sshPrivateKey,
       }));
 
     const jumpHost = { host: args.externalIp, user: SSH_USER, privateKey: args.sshPrivateKey, ...DIAL };
     const connectionTo = (nodeName: string): command.types.input.remote.ConnectionArgs => {
-      const node = plan.nodes.find((n) => n.name === nodeName);
-      if (!node) throw new Error(`unknown node ${nodeName}`);
-      // A lone HAProxy VM is the jump host itself; otherwise the external load balancer hands SSH to
-      // any healthy HAProxy VM, which jumps to the machine (another HAProxy VM included).
-      const direct = node.role === "loadbalancer" && plan.loadBalancing.mode === "vm";
-      return direct ? jumpHost : { ...jumpHost, host: node.internalIp, proxy: jumpHost };
+      const route = sshRoute(plan, nodeName);
+      return route.direct ? jumpHost : { ...jumpHost, host: route.internalIp, proxy: jumpHost };
     };
     const instanceOf = (nodeName: string): gcp.compute.Instance => {
       const instance = args.instances.get(nodeName);
@@ -75,18 +97,18 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     };
 
     const resources = new Map<string, pulumi.Resource>();
-    const commands = new Map<string, command.remote.Command>();
+    const commands = new Map<string, StepCommandResource>();
     for (const step of plan.steps) {
       if (step.kind === "network" || step.kind === "load-balancer") {
         resources.set(step.id, step.kind === "network" ? args.network : args.loadBalancer);
         continue;
       }
-      if (step.kind === "backup-bucket") {
-        resources.set(step.id, args.backup);
-        continue;
-      }
       if (step.kind === "vm") {
         resources.set(step.id, instanceOf(step.node));
+        continue;
+      }
+      if (step.kind === "backup-bucket") {
+        resources.set(step.id, args.backup);
         continue;
       }
       const cmd = this.stepCommand(step, config, plan, values, sources, connectionTo, instanceOf, resources, args);
@@ -113,47 +135,60 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     instanceOf: (node: string) => gcp.compute.Instance,
     resources: ReadonlyMap<string, pulumi.Resource>,
     args: ClusterBootstrapArgs,
-  ): command.remote.Command {
-    const shape = stepTraits(step);
+  ): StepCommandResource {
+    const traits = stepTraits(step);
+    const render = (v: DeployValues | undefined) => renderStepCommand(config, plan, step, v, sources);
     // Steps without secrets render now, in plain text, so `pulumi preview` shows their changes;
     // the others wait for the deploy-time secrets and stay secret. Backup steps name the bucket,
     // which Pulumi names at deploy time when it creates it.
     const usesBucket = step.kind === "backup" || step.kind === "snapshot";
-    const stdin = shape.secret
-      ? pulumi.secret(values.apply((v) => renderStepCommand(config, plan, step, v, sources).bundle))
+    const plain = traits.secret || usesBucket ? undefined : render(undefined);
+    const stdin = traits.secret
+      ? pulumi.secret(values.apply((v) => render(v).bundle ?? ""))
       : usesBucket
         ? pulumi
             .output(args.backupBucket)
             .apply(
-              (bucket) => renderStepCommand(config, withBackupBucket(plan, bucket), step, undefined, sources).bundle,
+              (bucket) =>
+                renderStepCommand(config, withBackupBucket(plan, bucket), step, undefined, sources).bundle ?? "",
             )
-        : renderStepCommand(config, plan, step, undefined, sources).bundle;
+        : plain!.bundle;
+    const deleteCommand = renderStepDeleteCommand(plan, step, sources);
+    const common = {
+      stdin,
+      // A new VM (replacement) means a new machine: run the step again from scratch.
+      triggers: step.rerunWhenReplaced.map((name) => instanceOf(name).instanceId),
+      // Secret-bearing steps print progress on stderr only (redacted by the scripts); the
+      // kubeconfig step's stdout is the admin kubeconfig and never printed.
+      logging: traits.secret ? ("stderr" as const) : ("stdoutAndStderr" as const),
+      addPreviousOutputInEnv: false,
+    };
+    const options: pulumi.CustomResourceOptions = {
+      parent: this,
+      dependsOn: step.dependsOn.map((id) => {
+        const dep = resources.get(id);
+        if (!dep) throw new Error(`step ${step.id} depends on ${id}, which is not created before it`);
+        return dep;
+      }),
+      additionalSecretOutputs: traits.secret ? ["stdout", "stderr"] : [],
+      // Undo (delete action) on the old machine before the new one joins.
+      deleteBeforeReplace: deleteCommand !== undefined,
+      customTimeouts: { create: "40m", update: "40m", delete: "10m" },
+    };
+    const name = step.id.replace("/", "-");
+    if (runsOnDeployer(step)) {
+      return new command.local.Command(name, { ...common, create: RUN_LOCAL_BUNDLE_COMMAND }, options);
+    }
     return new command.remote.Command(
-      step.id.replace("/", "-"),
+      name,
       {
+        ...common,
         connection: connectionTo(step.node),
-        create: RUN_BUNDLE_COMMAND,
-        delete: shape.deleteCommand,
-        stdin,
-        // A new VM (replacement) means a new machine: run the step again from scratch.
-        triggers: step.rerunWhenReplaced.map((name) => instanceOf(name).instanceId),
-        // Secret-bearing steps print progress on stderr only (redacted by the scripts); the
-        // kubeconfig step's stdout is the admin kubeconfig and never printed.
-        logging: shape.secret ? "stderr" : "stdoutAndStderr",
-        addPreviousOutputInEnv: false,
+        // Delete-only steps run nothing (and open no session) when created.
+        create: traits.deleteOnly ? undefined : RUN_BUNDLE_COMMAND,
+        delete: deleteCommand,
       },
-      {
-        parent: this,
-        dependsOn: step.dependsOn.map((id) => {
-          const dep = resources.get(id);
-          if (!dep) throw new Error(`step ${step.id} depends on ${id}, which is not created before it`);
-          return dep;
-        }),
-        additionalSecretOutputs: shape.secret ? ["stdout", "stderr"] : [],
-        // Undo (delete action) on the old machine before the new one joins.
-        deleteBeforeReplace: shape.deleteCommand !== undefined,
-        customTimeouts: { create: "40m", update: "40m", delete: "10m" },
-      },
+      options,
     );
   }
 }

@@ -7,9 +7,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { STORAGE_SCOPE } from "../render/backup";
 import { ClusterConfig } from "../render/config";
 import { renderCloudConfig } from "../render/cloudinit";
-import { Plan, PlannedNode, names } from "../render/plan";
+import { Plan, PlannedNode, SSH_USER, names } from "../render/plan";
 
-export const SSH_USER = "k8sadmin";
+export { SSH_USER };
 
 /** What every component that creates machines needs. */
 export interface MachineArgs {
@@ -93,8 +93,11 @@ export function createVm(
           accessConfigs: args.externalAddress ? [{ natIp: args.externalAddress }] : [],
         },
       ],
-      // Pods are routed by Calico (VXLAN); forwarding lets replies leave with pod addresses.
-      canIpForward: node.role !== "loadbalancer",
+      // Off: Calico's VXLAN carries pod traffic between nodes inside packets addressed node to node,
+      // and traffic leaving the cluster is NATed to the node's address (natOutgoing), so GCE never
+      // sees a pod address on the wire. The common org policy constraints/compute.vmCanIpForward
+      // refuses VMs that ask for it.
+      canIpForward: false,
       shieldedInstanceConfig: { enableSecureBoot: true, enableVtpm: true, enableIntegrityMonitoring: true },
       metadata: {
         "user-data": renderCloudConfig(),

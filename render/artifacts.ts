@@ -5,7 +5,7 @@
 import { renderCloudConfig } from "./cloudinit";
 import { ClusterConfig } from "./config";
 import { renderHaproxyForPlan } from "./haproxy";
-import { Plan, buildPlan, runsOnMachine } from "./plan";
+import { Plan, buildPlan, runsOnDeployer, runsOnMachine } from "./plan";
 import { RENDER_PLACEHOLDERS } from "./secrets";
 import { DeployValues, renderStepCommand, stepTraits } from "./steps";
 
@@ -13,11 +13,20 @@ import { DeployValues, renderStepCommand, stepTraits } from "./steps";
  * What consumes a file, so the artifact suite knows which real tool checks it:
  * kubeadm-config → `kubeadm config validate`; haproxy-config → `haproxy -c`; script → `bash -n` +
  * shellcheck; manifest → YAML parse + consistency with the config; cloud-config → cloud-init's schema
- * and `sshd -t` on the sshd drop-in; systemd-unit → `systemd-analyze verify` (and `systemd-analyze
- * calendar` on a timer's schedule); plan → JSON; other → nothing.
+ * and `sshd -t` on the sshd drop-in; registries-config → TOML parse + the mirror it names;
+ * systemd-unit → `systemd-analyze verify` (and `systemd-analyze calendar` on a timer's schedule); plan →
+ * JSON; other → nothing.
  */
 export type RenderedKind =
-  "plan" | "kubeadm-config" | "haproxy-config" | "script" | "manifest" | "cloud-config" | "systemd-unit" | "other";
+  | "plan"
+  | "kubeadm-config"
+  | "haproxy-config"
+  | "script"
+  | "manifest"
+  | "cloud-config"
+  | "registries-config"
+  | "systemd-unit"
+  | "other";
 
 export interface RenderedFile {
   /** Path relative to the output directory, e.g. "plan.json" or "ha-k8s-cp-1/02-init.sh". */
@@ -36,7 +45,9 @@ export interface RenderResult {
 /**
  * Renders the plan and, per machine, the cloud-config it boots with and every step bundle in run order
  * (`<node>/<NN>-<step>.sh`, exactly what is piped to `sudo bash -s`) with the files it stages
- * (`<node>/<NN>-<step>/<file>`). Deploy-time values default to clear placeholders.
+ * (`<node>/<NN>-<step>/<file>`) and the command its deletion runs (`<node>/<NN>-<step>.on-delete.sh`);
+ * the login checks that run where `pulumi up` runs are under `deployer/`. Deploy-time values default
+ * to clear placeholders.
  */
 export function renderAll(
   config: ClusterConfig,
@@ -56,19 +67,33 @@ export function renderAll(
     });
   }
   const counters = new Map<string, number>();
-  const stepFiles = new Map<string, { script: string; onDelete?: string }>();
+  const stepFiles = new Map<string, { script?: string; onDelete?: string }>();
   for (const step of plan.steps) {
-    if (!runsOnMachine(step)) continue;
+    if (!runsOnMachine(step) && !runsOnDeployer(step)) continue;
     const command = renderStepCommand(config, plan, step, stepTraits(step).secret ? values : undefined, scriptSources);
     const n = (counters.get(step.node) ?? 0) + 1;
     counters.set(step.node, n);
     const about = step.subject === step.node || step.subject === "cluster" ? "" : `-${step.subject}`;
     const base = `${step.node}/${String(n).padStart(2, "0")}-${step.kind}${about}`;
-    files.push({ path: `${base}.sh`, content: command.bundle, mode: 0o755, kind: "script" });
+    if (command.bundle !== undefined) {
+      files.push({ path: `${base}.sh`, content: command.bundle, mode: 0o755, kind: "script" });
+    }
     for (const staged of command.files) {
       files.push({ path: `${base}/${staged.name}`, content: staged.content, mode: staged.mode, kind: staged.kind });
     }
-    stepFiles.set(step.id, { script: `${base}.sh`, onDelete: command.deleteCommand });
+    // What `pulumi destroy` (or a scale-down) runs on that machine, as a script of its own.
+    if (command.deleteCommand !== undefined) {
+      files.push({
+        path: `${base}.on-delete.sh`,
+        content: `#!/usr/bin/env bash\n${command.deleteCommand}`,
+        mode: 0o755,
+        kind: "script",
+      });
+    }
+    stepFiles.set(step.id, {
+      script: command.bundle !== undefined ? `${base}.sh` : undefined,
+      onDelete: command.deleteCommand,
+    });
   }
   const planJson = { ...plan, steps: plan.steps.map((s) => ({ ...s, ...stepFiles.get(s.id) })) };
   files.unshift({ path: "plan.json", content: `${JSON.stringify(planJson, null, 2)}\n`, mode: 0o644, kind: "plan" });

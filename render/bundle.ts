@@ -1,10 +1,12 @@
-// A "bundle" is the one bash program a bootstrap step pipes to `sudo bash -s` over SSH: it stages
-// lib.sh, the step's script, its delete-time script and its rendered files in a root-only
-// directory, writes the step's inputs to an `env` file there, runs the script with them, and removes
-// the secret files again, whatever the outcome. Secrets travel as staged files (0600), never as
-// arguments or environment (visible in /proc). The delete-time action (`on-delete.sh`) finds the
-// same inputs in `env` later, when Pulumi runs only the stored delete command. Pure: script sources
-// are passed in.
+// A "bundle" is the one bash program a step pipes to `bash -s`: it stages lib.sh, the step's script
+// and its rendered files in a root-only directory, writes the step's inputs to an `env` file there,
+// runs the script with them, and removes the secret files again, whatever the outcome. Secrets
+// travel as staged files (0600), never as arguments or environment (visible in /proc).
+//
+// Two kinds of stage: "machine" steps (create/update over SSH) keep a stage directory per step
+// under /var/lib/ha-k8s/steps, so a re-run finds its earlier inputs; "temporary" bundles (delete-time
+// actions, and login checks on the deploying machine) stage in a fresh mktemp directory that is
+// removed when they end, so they depend on nothing left behind. Pure: script sources are passed in.
 
 export interface StagedFile {
   /** File name inside the stage directory. */
@@ -20,12 +22,12 @@ export interface BundleInput {
   readonly stepId: string;
   /** Script (in scripts/) to run. */
   readonly script: string;
-  /** The script (in scripts/) Pulumi's delete command runs later, through on-delete.sh. */
-  readonly deleteScript?: string;
-  /** Further scripts (in scripts/) the step installs on the machine; staged next to the others. */
-  readonly extraScripts?: readonly string[];
   readonly env: Readonly<Record<string, string>>;
   readonly files?: readonly StagedFile[];
+  /** Further scripts (in scripts/) the step installs on the machine; staged next to the others. */
+  readonly extraScripts?: readonly string[];
+  /** "machine" (default): a per-step directory that stays; "temporary": mktemp, removed at exit. */
+  readonly stage?: "machine" | "temporary";
 }
 
 export const STAGE_ROOT = "/var/lib/ha-k8s/steps";
@@ -56,9 +58,6 @@ function heredoc(target: string, content: string, mode: number): string {
  * Renders the bundle. `sources` maps script file names (lib.sh, prepare-node.sh, ...) to their
  * text, as read from scripts/.
  */
-/** The file Pulumi's stored delete command runs: the delete-time script with the step's inputs. */
-export const ON_DELETE = "on-delete.sh";
-
 export function renderBundle(input: BundleInput, sources: Readonly<Record<string, string>>): string {
   const source = (name: string): string => {
     const text = sources[name];
@@ -68,49 +67,29 @@ export function renderBundle(input: BundleInput, sources: Readonly<Record<string
   for (const key of Object.keys(input.env)) {
     if (!/^[A-Z][A-Z0-9_]*$/.test(key)) throw new Error(`environment variable name "${key}" is not allowed`);
   }
+  const temporary = input.stage === "temporary";
   const dir = stageDir(input.stepId);
   // HA_K8S_ROOT is empty on machines; the script tests point it at a temporary root.
-  const stageLine = `stage="\${HA_K8S_ROOT:-}"${shellQuote(dir)}`;
-  const scripts = [
-    "lib.sh",
-    input.script,
-    ...(input.deleteScript ? [input.deleteScript] : []),
-    ...(input.extraScripts ?? []),
-  ];
+  const stageLines = temporary
+    ? ['stage="$(mktemp -d)"', `trap 'rm -rf "$stage"' EXIT`]
+    : [`stage="\${HA_K8S_ROOT:-}"${shellQuote(dir)}`, 'mkdir -p "$stage"'];
   const env = Object.entries(input.env)
     .map(([key, value]) => `${key}=${shellQuote(value)}\n`)
     .join("");
-  const runWithInputs = (script: string) =>
-    `(set -a && . "$stage/env" && set +a && HA_K8S_STAGE="$stage" exec bash "$stage/${script}") </dev/null`;
-  const onDelete = input.deleteScript
-    ? [
-        "#!/usr/bin/env bash",
-        `# Delete-time action of ${input.stepId}: ${input.deleteScript} with the step's inputs.`,
-        stageLine,
-        "set -a",
-        "# shellcheck source=/dev/null # the step's inputs, written by the bundle",
-        '. "$stage/env"',
-        "set +a",
-        `HA_K8S_STAGE="$stage" exec bash "$stage/${input.deleteScript}" </dev/null`,
-        "",
-      ].join("\n")
-    : undefined;
-  const secrets = (input.files ?? []).filter((f) => f.secret).map((f) => `"$stage/${f.name}"`);
+  const secrets = temporary ? [] : (input.files ?? []).filter((f) => f.secret).map((f) => `"$stage/${f.name}"`);
   return [
     "#!/usr/bin/env bash",
-    `# ha-k8s bootstrap step ${input.stepId}: stages its files in ${dir} and runs ${input.script}.`,
+    `# ha-k8s step ${input.stepId}: stages its files in ${temporary ? "a temporary directory" : dir} and runs ${input.script}.`,
     "# Rendered by render/bundle.ts from scripts/; edit those, not this.",
     "set -euo pipefail",
     "umask 077",
-    stageLine,
-    'mkdir -p "$stage"',
-    ...scripts.map((name) => heredoc(name, source(name), 0o700)),
+    ...stageLines,
+    ...["lib.sh", input.script, ...(input.extraScripts ?? [])].map((name) => heredoc(name, source(name), 0o700)),
     heredoc("env", env, 0o600),
-    ...(onDelete ? [heredoc(ON_DELETE, onDelete, 0o700)] : []),
     ...(input.files ?? []).map((file) => heredoc(file.name, file.content, file.mode)),
     "rc=0",
     "# shellcheck source=/dev/null # the step's inputs, written just above",
-    `${runWithInputs(input.script)} || rc=$?`,
+    `(set -a && . "$stage/env" && set +a && HA_K8S_STAGE="$stage" exec bash "$stage/${input.script}") </dev/null || rc=$?`,
     ...(secrets.length > 0 ? [`rm -f ${secrets.join(" ")}`] : []),
     'exit "$rc"',
     "",

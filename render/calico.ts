@@ -7,9 +7,27 @@
 import { stringify } from "yaml";
 import { ClusterConfig } from "./config";
 
-export const CALICO_VERSION = "v3.31.3";
+/**
+ * Calico 3.33 is tested against Kubernetes 1.35, 1.36 and 1.37, every supported minor
+ * (tigera/docs calico_versioned_docs/version-3.33/_includes/partials/_system-requirements.mdx);
+ * 3.31 stops at 1.35. v3.33.1 is its latest patch (GitHub release, November 2026).
+ */
+export const CALICO_VERSION = "v3.33.1";
+/**
+ * Calico's images come from quay.io, not Docker Hub: anonymous docker.io pulls are limited to
+ * 100 per 6 h per IPv4 address, and every node pulls through the same Cloud NAT addresses.
+ * Installation.spec.registry must end with "/" (operator.tigera.io/v1 Installation API); the
+ * operator's own image is quay.io/tigera/operator in tigera-operator.yaml.
+ */
+export const CALICO_REGISTRY = "quay.io/";
 
-/** Manifests of the pinned release (docs.tigera.io quickstart; CRDs ship in their own file). */
+/**
+ * Manifests of the pinned release: the v1 CRDs (operator-crds.yaml: crd.projectcalico.org/v1 and
+ * operator.tigera.io/v1), then the operator. Applying the v1 CRDs first selects the aggregation API
+ * server mode (Calico 3.33 release notes: new installs otherwise default to native v3 CRDs, which on
+ * Kubernetes 1.35 need the MutatingAdmissionPolicy feature gate); it works on every supported minor
+ * and is the mode the APIServer resource below belongs to.
+ */
 export function calicoManifestUrls(version: string = CALICO_VERSION): string[] {
   const base = `https://raw.githubusercontent.com/projectcalico/calico/${version}/manifests`;
   return [`${base}/operator-crds.yaml`, `${base}/tigera-operator.yaml`];
@@ -21,6 +39,7 @@ export function renderCalicoResources(config: Pick<ClusterConfig, "podCidr">): s
     kind: "Installation",
     metadata: { name: "default" },
     spec: {
+      registry: CALICO_REGISTRY,
       calicoNetwork: {
         bgp: "Disabled",
         ipPools: [

@@ -30,6 +30,8 @@ export interface ClusterConfig {
   readonly serviceCidr: string;
   readonly cni: "calico";
   readonly adminCidrs: readonly string[];
+  /** A docker.io mirror CRI-O pulls through (host[:port][/path]); undefined: straight from docker.io. */
+  readonly registryMirror?: string;
   /** An existing Cloud Storage bucket for etcd snapshots; empty: the program creates one. */
   readonly backupBucket: string;
   /** Days the created bucket keeps a snapshot. */
@@ -58,12 +60,17 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyKind>> = {
   serviceCidr: "string",
   cni: "string",
   adminCidrs: "array",
+  registryMirror: "string",
   backupBucket: "string",
   backupRetentionDays: "integer",
   backupSchedule: "string",
 };
 
 export const SUPPORTED_CNIS = ["calico"] as const;
+const DNS_LABEL = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
+export const REGISTRY_LOCATION = new RegExp(
+  `^${DNS_LABEL}(\\.${DNS_LABEL})+(:\\d{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$`,
+);
 export const MAX_CONTROL_PLANES = 7;
 export const MAX_WORKERS = 5000;
 export const MAX_BACKUP_RETENTION_DAYS = 3650;
@@ -456,6 +463,18 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
     }
   }
 
+  // A registry location as containers-registries.conf(5) takes it: no scheme, lower case, a host
+  // with a dot (what tells a registry from a Docker Hub path), an optional port and path.
+  const mirrorValue = pick("registryMirror");
+  const registryMirror =
+    mirrorValue === undefined || mirrorValue === null ? "" : readString(c, "registryMirror", mirrorValue);
+  if (registryMirror && !REGISTRY_LOCATION.test(registryMirror)) {
+    c.error(
+      "registryMirror",
+      `"${registryMirror}" is not a registry location; use host[:port][/path] without a scheme, in lower case, ` +
+        `e.g. mirror.gcr.io or europe-docker.pkg.dev/my-project/docker-hub (or leave it empty for no mirror)`,
+    );
+  }
   // etcd backups (render/backup.ts has the naming and schedule rules).
   const backupBucket = str("backupBucket");
   if (backupBucket !== undefined && backupBucket !== "") {
@@ -516,6 +535,7 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
       serviceCidr: serviceText!,
       cni: cni as "calico",
       adminCidrs: adminCidrs!,
+      registryMirror: registryMirror || undefined,
       backupBucket: backupBucket!,
       backupRetentionDays: backupRetentionDays!,
       backupSchedule: backupSchedule!,

@@ -10,6 +10,13 @@ import { kubernetesRelease } from "./versions";
 
 export const KUBEADM_API = "kubeadm.k8s.io/v1beta4";
 export const CRI_SOCKET = "unix:///var/run/crio/crio.sock";
+/**
+ * How long the join credentials (bootstrap token, uploaded control-plane certificates) live unless
+ * the verification at the end of a deployment revokes them first: long enough that a join retried
+ * by a later `pulumi up` (Pulumi re-runs only the failed join, not the refresh before it) finds
+ * them; bounded, so an abandoned failed deployment does not leave them forever.
+ */
+export const JOIN_CREDENTIALS_TTL_HOURS = 168;
 
 /** Values generated at deploy time (Pulumi secrets); the offline render uses placeholders. */
 export interface JoinSecrets {
@@ -63,7 +70,7 @@ export function renderInitConfiguration(
         {
           token: secrets.bootstrapToken,
           description: "ha-k8s bootstrap token; refreshed before every join",
-          ttl: "2h0m0s",
+          ttl: `${JOIN_CREDENTIALS_TTL_HOURS}h0m0s`,
           usages: ["signing", "authentication"],
           groups: ["system:bootstrappers:kubeadm:default-node-token"],
         },

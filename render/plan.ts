@@ -35,6 +35,7 @@ export type StepKind =
   | "network"
   | "vm"
   | "load-balancer"
+  | "login"
   | "haproxy"
   | "prepare"
   | "init"
@@ -42,6 +43,8 @@ export type StepKind =
   | "credentials"
   | "join"
   | "member"
+  | "ready"
+  | "removal"
   | "verify"
   | "kubeconfig"
   | "backup-bucket"
@@ -55,7 +58,17 @@ export const INFRASTRUCTURE_KINDS: ReadonlySet<StepKind> = new Set<StepKind>([
   "load-balancer",
   "backup-bucket",
 ]);
-export const runsOnMachine = (step: Step): boolean => !INFRASTRUCTURE_KINDS.has(step.kind);
+/** The machine that runs `pulumi up`: login checks run there (local commands), not over the provider's SSH. */
+export const DEPLOYER = "deployer";
+export const runsOnMachine = (step: Step): boolean => !INFRASTRUCTURE_KINDS.has(step.kind) && step.node !== DEPLOYER;
+export const runsOnDeployer = (step: Step): boolean => step.node === DEPLOYER;
+/**
+ * Steps that only act when Pulumi deletes them (a worker's drain and Node deletion): creating one
+ * opens no SSH session (@pulumi/command's Create returns at once without a `create` command,
+ * provider/pkg/provider/remote/commandController.go), so hosting them costs a control plane nothing
+ * while nodes join.
+ */
+export const DELETE_ONLY_KINDS: ReadonlySet<StepKind> = new Set<StepKind>(["removal"]);
 export const NETWORK_STEP = "cluster/network";
 /** The load balancer tier (HAProxy VMs and, with two, GCP's forwarding rules): the SSH path to every machine. */
 export const LOAD_BALANCER_STEP = "cluster/load-balancer";
@@ -73,7 +86,10 @@ export interface Step {
   /** "<subject node>/<kind>", unique. */
   readonly id: string;
   readonly kind: StepKind;
-  /** The machine the step runs on (for "vm": the machine it creates; "cluster" for GCP-wide steps). */
+  /**
+   * The machine the step runs on (for "vm": the machine it creates; "cluster" for GCP-wide steps;
+   * DEPLOYER for login checks, which run where `pulumi up` runs).
+   */
   readonly node: string;
   /**
    * What the step is about: a node (differs from `node` for steps a control plane runs for another
@@ -138,6 +154,8 @@ export interface LoadBalancing {
 }
 
 export const API_PORT = 6443;
+/** The account every machine's SSH key is installed for (GCE metadata "ssh-keys"). */
+export const SSH_USER = "k8sadmin";
 export const MONITOR_PORT = 8404;
 export const MONITOR_PATH = "/healthz";
 /**
@@ -376,11 +394,16 @@ function planLoadBalancing(config: ClusterConfig, nodes: readonly PlannedNode[],
 const stepId = (subject: string, kind: StepKind) => `${subject}/${kind}`;
 
 /**
- * Bootstrap order. Every node prepares as soon as its VM exists; init waits for HAProxy (kubeadm
- * reaches the API through the endpoint); the CNI follows init; control planes join one at a time,
- * each after the previous one is Ready with a healthy etcd member (etcd admits one learner at a
- * time); workers join in parallel right after init. Before every join a control plane refreshes
- * the bootstrap token (and, for control planes, the uploaded certificates), so late joins work.
+ * Bootstrap order. Every machine first proves that an SSH login works (a check from the deploying
+ * machine, bounded; the provider's own dial retries do not survive a refused first login), then
+ * prepares; init waits for HAProxy (kubeadm reaches the API through the endpoint); the CNI follows
+ * init; control planes join one at a time, each after the previous one is Ready with a healthy etcd
+ * member (etcd admits one learner at a time); workers join in parallel right after init and each
+ * waits for its own Node to become Ready with its kubelet's credentials. Before every join a control
+ * plane refreshes the join credentials, so late joins work.
+ *
+ * Work per worker stays off the first control plane: a worker's readiness check runs on the worker,
+ * and its delete-time drain is a delete-only step spread round-robin over the control planes.
  * The longest chain depends on the control-plane count only, never on the worker count.
  */
 function planSteps(nodes: readonly PlannedNode[]): Step[] {
@@ -410,24 +433,27 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
     loadBalancers.map((lb) => stepId(lb.name, "vm")),
     "HAProxy VMs ready for SSH; with two, GCP's internal and external passthrough load balancers",
   );
-  // Every command reaches its machine over SSH through the load balancer tier, so waits for it.
-  const reachable = [NETWORK_STEP, LOAD_BALANCER_STEP];
-  for (const lb of loadBalancers) {
+  // Every machine's first step waits for a proven login; the login goes through the load balancer
+  // tier (the SSH path) and needs the firewall, so it waits for both.
+  for (const n of nodes) {
     add(
-      "haproxy",
-      lb.name,
-      lb.name,
-      [stepId(lb.name, "vm"), ...reachable],
-      "install HAProxy, check and load its config",
+      "login",
+      DEPLOYER,
+      n.name,
+      [stepId(n.name, "vm"), NETWORK_STEP, LOAD_BALANCER_STEP],
+      "wait (bounded) until an SSH login to the machine works and cloud-init has finished",
     );
+  }
+  for (const lb of loadBalancers) {
+    add("haproxy", lb.name, lb.name, [stepId(lb.name, "login")], "install HAProxy, check and load its config");
   }
   for (const n of [...controlPlanes, ...workers]) {
     add(
       "prepare",
       n.name,
       n.name,
-      [stepId(n.name, "vm"), ...reachable],
-      "swap off, kernel modules, sysctl, CRI-O, kubelet/kubeadm/kubectl",
+      [stepId(n.name, "login")],
+      "swap off, kernel modules, sysctl, CRI-O and its registry mirror, kubelet/kubeadm/kubectl",
     );
   }
   add(
@@ -441,6 +467,7 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
 
   // Control planes: strictly one after the other. The first join does not need the CNI (static
   // pods use the host network), so Calico installs meanwhile; "Ready" (member) does need it.
+  const joined = new Map<string, string>([[first.name, stepId(first.name, "init")]]);
   let previousReady = stepId(first.name, "init");
   for (const cp of controlPlanes.slice(1)) {
     add(
@@ -465,6 +492,7 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
       "wait until Ready with a healthy etcd member; on delete drain and remove it",
     );
     previousReady = stepId(cp.name, "member");
+    joined.set(cp.name, previousReady);
   }
   // Workers: in parallel, behind init only. One token refresh serves them all; it runs again
   // whenever a worker is added or replaced, so it always precedes the joins of the moment.
@@ -482,11 +510,20 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
   for (const w of workers) {
     add("join", w.name, w.name, [stepId(w.name, "prepare"), workerCredentials], "kubeadm join");
     add(
-      "member",
-      first.name,
+      "ready",
+      w.name,
       w.name,
       [stepId(w.name, "join"), stepId(first.name, "cni")],
-      "wait until Ready; on delete drain and delete the node",
+      "wait until its own Node is Ready, with the kubelet's credentials",
+    );
+    // Deleted before the worker's join (kubeadm reset) and before its host control plane leaves.
+    const host = removalHost(controlPlanes, w);
+    add(
+      "removal",
+      host.name,
+      w.name,
+      [stepId(w.name, "join"), joined.get(host.name)!],
+      `only on delete: drain the worker and delete its Node, from ${host.name}`,
     );
   }
   add(
@@ -500,12 +537,17 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
     "verify",
     first.name,
     "cluster",
-    [...new Set([previousReady, stepId(first.name, "cni")]), ...workers.map((w) => stepId(w.name, "member"))],
+    [...new Set([previousReady, stepId(first.name, "cni")]), ...workers.map((w) => stepId(w.name, "ready"))],
     "all nodes Ready, one healthy etcd member per control plane, API answers through the load balancer; join credentials revoked",
     // Any machine replaced (pulumi up --replace) means the cluster must be verified again.
     nodes.map((n) => n.name),
   );
   return steps;
+}
+
+/** The control plane that hosts a worker's delete-time drain: round-robin, so no one carries them all. */
+export function removalHost(controlPlanes: readonly PlannedNode[], worker: PlannedNode): PlannedNode {
+  return controlPlanes[(worker.index - 1) % controlPlanes.length];
 }
 
 /**

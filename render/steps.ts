@@ -4,22 +4,31 @@
 // exactly what `pulumi up` sends (deploy-time secrets and the external IP aside). Pure.
 
 import { BACKUP_UNIT, backupVariables, renderBackupEnvFile, renderBackupService, renderBackupTimer } from "./backup";
-import { ON_DELETE, StagedFile, renderBundle, stageDir } from "./bundle";
+import { StagedFile, renderBundle } from "./bundle";
 import { calicoManifestUrls, renderCalicoResources } from "./calico";
 import { ClusterConfig } from "./config";
-import { renderCrioDropIn } from "./crio";
+import { REGISTRIES_DROP_IN_PATH, renderCrioDropIn, renderRegistriesDropIn } from "./crio";
 import { renderHaproxyForPlan } from "./haproxy";
-import { EndpointAddresses, JoinSecrets, renderInitConfiguration, renderJoinConfiguration } from "./kubeadm";
-import { Plan, PlannedNode, Step, StepKind } from "./plan";
+import {
+  EndpointAddresses,
+  JOIN_CREDENTIALS_TTL_HOURS,
+  JoinSecrets,
+  renderInitConfiguration,
+  renderJoinConfiguration,
+} from "./kubeadm";
+import { DELETE_ONLY_KINDS, Plan, PlannedNode, SSH_USER, Step, StepKind, runsOnDeployer } from "./plan";
 import { crioAptRepo, etcdReleaseUrl, kubernetesAptRepo, kubernetesRelease } from "./versions";
 
-/** Everything decided at deploy time: join secrets, the cluster CA and the external address. */
+/** Everything decided at deploy time: join secrets, the cluster CA, the SSH key and the external address. */
 export interface DeployValues extends JoinSecrets, EndpointAddresses {
   readonly caCertPem: string;
   readonly caKeyPem: string;
+  /** OpenSSH private key of the per-stack key pair; login checks on the deploying machine use it. */
+  readonly sshPrivateKey: string;
 }
 
-export type StagedFileKind = "kubeadm-config" | "haproxy-config" | "manifest" | "systemd-unit" | "other";
+export type StagedFileKind =
+  "kubeadm-config" | "haproxy-config" | "manifest" | "registries-config" | "systemd-unit" | "other";
 
 export interface StepFile extends StagedFile {
   readonly kind: StagedFileKind;
@@ -27,8 +36,11 @@ export interface StepFile extends StagedFile {
 
 export interface StepCommand {
   readonly step: Step;
-  /** Piped to `sudo bash -s` on the step's machine. */
-  readonly bundle: string;
+  /**
+   * Piped to `bash -s` (as root on a machine, as the user running `pulumi up` for login checks);
+   * undefined for delete-only steps, which do nothing when created.
+   */
+  readonly bundle?: string;
   /** Files the bundle stages, for the offline render and the artifact checks. */
   readonly files: readonly StepFile[];
   /** Runs when Pulumi deletes the step (best effort, bounded); undefined when nothing is to undo. */
@@ -37,28 +49,86 @@ export interface StepCommand {
   readonly secret: boolean;
 }
 
-/** The remote `create`/`update` command of every step: the bundle arrives on stdin. */
+/** The `create`/`update` command of every step on a machine: the bundle arrives on stdin. */
 export const RUN_BUNDLE_COMMAND = "sudo bash -s";
+/** The same for login checks, which run as the user running `pulumi up`, where it runs. */
+export const RUN_LOCAL_BUNDLE_COMMAND = "bash -s";
 /** Upper bound on a delete-time action, so `pulumi destroy` never waits on a broken cluster. */
 export const DELETE_TIMEOUT_SECONDS = 300;
+/** Upper bound on a machine's login check: a fresh GCE VM accepts logins within a few minutes. */
+export const LOGIN_TIMEOUT_SECONDS = 600;
 export const ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf";
+/** The kubelet's own credentials (system:node:<name>): enough to read its own Node object. */
+export const KUBELET_KUBECONFIG = "/etc/kubernetes/kubelet.conf";
+const DELETE_HEREDOC = "HA_K8S_DELETE";
 
-function deleteCommand(stepId: string, script: string): string {
+/** Steps whose bundle carries secrets (token, keys) or whose output does (kubeconfig). */
+const SECRET_KINDS: ReadonlySet<StepKind> = new Set<StepKind>(["login", "init", "credentials", "join", "kubeconfig"]);
+/** What each kind undoes when Pulumi deletes it. */
+const DELETE_SCRIPTS: Partial<Record<StepKind, string>> = {
+  join: "leave.sh",
+  member: "member-remove.sh",
+  removal: "member-remove.sh",
+};
+
+/** What is known about a step before any deploy-time value exists. */
+export function stepTraits(step: Step): { secret: boolean; deleteScript?: string; deleteOnly: boolean } {
+  return {
+    secret: SECRET_KINDS.has(step.kind),
+    deleteScript: DELETE_SCRIPTS[step.kind],
+    deleteOnly: DELETE_ONLY_KINDS.has(step.kind),
+  };
+}
+
+/**
+ * How SSH reaches a machine: a lone HAProxy VM is the jump host itself (its external address);
+ * every other machine is reached at its internal address through the jump host (with two HAProxy
+ * VMs, the external load balancer hands SSH to any healthy one, which jumps to the target).
+ */
+export function sshRoute(plan: Plan, nodeName: string): { direct: boolean; internalIp: string } {
+  const node = plan.nodes.find((n) => n.name === nodeName);
+  if (!node) throw new Error(`unknown node ${nodeName}`);
+  return { direct: node.role === "loadbalancer" && plan.loadBalancing.mode === "vm", internalIp: node.internalIp };
+}
+
+/**
+ * The delete command of a step: a self-contained bundle in a heredoc, staged in a temporary
+ * directory, so it depends on nothing its create step left on the machine. Bounded and best effort:
+ * a failure is reported and the teardown goes on.
+ */
+function renderDeleteCommand(
+  plan: Plan,
+  step: Step,
+  script: string,
+  sources: Readonly<Record<string, string>>,
+): string {
+  const subject = plan.nodes.find((n) => n.name === step.subject);
+  if (!subject) throw new Error(`step ${step.id} deletes something for unknown node ${step.subject}`);
+  const env: Record<string, string> =
+    script === "member-remove.sh"
+      ? {
+          MEMBER_NODE: subject.name,
+          MEMBER_ROLE: subject.role,
+          MEMBER_IP: subject.internalIp,
+          KUBECONFIG_PATH: ADMIN_KUBECONFIG,
+        }
+      : { NODE_NAME: subject.name };
+  const bundle = renderBundle({ stepId: step.id, script, env, stage: "temporary" }, sources);
+  if (bundle.split("\n").includes(DELETE_HEREDOC)) throw new Error(`${script} contains the line ${DELETE_HEREDOC}`);
   return (
-    `sudo timeout ${DELETE_TIMEOUT_SECONDS} bash ${stageDir(stepId)}/${ON_DELETE} ` +
-    `|| echo "ha-k8s: ${script} for ${stepId} did not complete; continuing teardown" >&2`
+    `sudo timeout ${DELETE_TIMEOUT_SECONDS} bash -s <<'${DELETE_HEREDOC}' ` +
+    `|| echo "ha-k8s: ${script} for ${step.id} did not complete; continuing teardown" >&2\n${bundle}${DELETE_HEREDOC}\n`
   );
 }
 
-/** Steps whose bundle carries secrets (token, certificate key, CA key) or whose output does (kubeconfig). */
-const SECRET_KINDS: ReadonlySet<StepKind> = new Set<StepKind>(["init", "credentials", "join", "kubeconfig"]);
-/** What each kind undoes when Pulumi deletes it; staged by the create bundle. */
-const DELETE_SCRIPTS: Partial<Record<StepKind, string>> = { join: "leave.sh", member: "member-remove.sh" };
-
-/** What is known about a step before any deploy-time value exists. */
-export function stepTraits(step: Step): { secret: boolean; deleteCommand?: string } {
+/** The command Pulumi stores to run when it deletes the step; needs no deploy-time value. */
+export function renderStepDeleteCommand(
+  plan: Plan,
+  step: Step,
+  sources: Readonly<Record<string, string>>,
+): string | undefined {
   const script = DELETE_SCRIPTS[step.kind];
-  return { secret: SECRET_KINDS.has(step.kind), deleteCommand: script ? deleteCommand(step.id, script) : undefined };
+  return script ? renderDeleteCommand(plan, step, script, sources) : undefined;
 }
 
 interface StepSpec {
@@ -86,6 +156,20 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
   const apiEndpoint = `${plan.endpoint.internalIp}:${plan.endpoint.port}`;
   const subject = step.subject === "cluster" || step.subject === "workers" ? undefined : node(step.subject);
   switch (step.kind) {
+    case "login": {
+      const route = sshRoute(plan, subject!.name);
+      return {
+        script: "wait-for-login.sh",
+        env: {
+          NODE_NAME: subject!.name,
+          TARGET_HOST: route.direct ? values().externalIp : route.internalIp,
+          JUMP_HOST: route.direct ? "" : values().externalIp,
+          SSH_USER,
+          LOGIN_TIMEOUT_SECONDS: String(LOGIN_TIMEOUT_SECONDS),
+        },
+        files: [{ name: "ssh-key", content: values().sshPrivateKey, mode: 0o600, kind: "other", secret: true }],
+      };
+    }
     case "haproxy":
       return {
         script: "haproxy.sh",
@@ -102,8 +186,21 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
           K8S_DEB_VERSION: release.debVersion,
           KUBERNETES_APT_REPO: kubernetesAptRepo(config.kubernetesVersion),
           CRIO_APT_REPO: crioAptRepo(config.kubernetesVersion),
+          REGISTRIES_DROP_IN: REGISTRIES_DROP_IN_PATH,
         },
-        files: [{ name: "crio.conf", content: renderCrioDropIn(config.kubernetesVersion), mode: 0o644, kind: "other" }],
+        files: [
+          { name: "crio.conf", content: renderCrioDropIn(config.kubernetesVersion), mode: 0o644, kind: "other" },
+          ...(config.registryMirror
+            ? [
+                {
+                  name: "registries-mirror.conf",
+                  content: renderRegistriesDropIn(config.registryMirror),
+                  mode: 0o644,
+                  kind: "registries-config" as const,
+                },
+              ]
+            : []),
+        ],
       };
     case "init":
       return {
@@ -154,6 +251,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
           JOIN_NODE: subject ? subject.name : "the workers",
           JOIN_ROLE: subject ? subject.role : "worker",
           KUBECONFIG_PATH: ADMIN_KUBECONFIG,
+          TOKEN_TTL_HOURS: String(JOIN_CREDENTIALS_TTL_HOURS),
         },
         files,
       };
@@ -173,13 +271,15 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
         ],
       };
     case "member":
+    case "ready":
       return {
         script: "member.sh",
         env: {
           MEMBER_NODE: subject!.name,
           MEMBER_ROLE: subject!.role,
           MEMBER_IP: subject!.internalIp,
-          KUBECONFIG_PATH: ADMIN_KUBECONFIG,
+          // A worker checks its own Node on itself, with its kubelet's credentials.
+          KUBECONFIG_PATH: step.kind === "ready" ? KUBELET_KUBECONFIG : ADMIN_KUBECONFIG,
         },
         files: [],
       };
@@ -205,6 +305,8 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
     case "backup":
     case "snapshot":
       return backupSpec(config, plan, step, node(step.node));
+    case "removal":
+      throw new Error(`step ${step.id} only acts when deleted; it has no create command`);
     case "vm":
     case "network":
     case "load-balancer":
@@ -271,18 +373,21 @@ export function renderStepCommand(
   values: DeployValues | undefined,
   scriptSources: Readonly<Record<string, string>>,
 ): StepCommand {
+  const traits = stepTraits(step);
+  const deleteCommand = renderStepDeleteCommand(plan, step, scriptSources);
+  if (traits.deleteOnly) return { step, files: [], deleteCommand, secret: traits.secret };
   const spec = specFor(config, plan, step, values);
-  const deleteScript = DELETE_SCRIPTS[step.kind];
   const bundle = renderBundle(
     {
       stepId: step.id,
       script: spec.script,
-      deleteScript,
       env: spec.env,
       files: spec.files,
       extraScripts: spec.extraScripts,
+      // Login checks run on the deploying machine: nothing of them stays there.
+      stage: runsOnDeployer(step) ? "temporary" : "machine",
     },
     scriptSources,
   );
-  return { step, bundle, files: spec.files, ...stepTraits(step) };
+  return { step, bundle, files: spec.files, deleteCommand, secret: traits.secret };
 }

@@ -67,10 +67,45 @@ wait_for_cloud_init() {
   esac
 }
 
-# apt-get that waits for the dpkg lock (unattended-upgrades on a fresh VM) instead of failing, keeps
-# existing config files, and keeps Ubuntu's needrestart from restarting services mid-bootstrap.
+# apt's and dpkg's lock files. `apt-get update` takes the lists lock and fails at once when another
+# process holds it; DPkg::Lock::Timeout covers only dpkg's frontend lock (apt's apt-pkg/init and
+# pkgsystem code), and unattended-upgrades runs on a fresh Ubuntu VM's first boot.
+APT_LOCK_FILES=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock)
+APT_LOCK_TIMEOUT="${APT_LOCK_TIMEOUT:-600}"
+
+# The processes holding one of those locks, as "pid/name" words; empty when apt is free. fuser
+# (psmisc, on Ubuntu's server images) names the lock holders; without it, apt and dpkg processes.
+apt_lock_holders() {
+  local pids pid
+  if command -v fuser >/dev/null 2>&1; then
+    pids="$(fuser "${APT_LOCK_FILES[@]/#/$HA_K8S_ROOT}" 2>/dev/null || true)"
+  else
+    pids="$(pgrep -x 'apt|apt-get|aptitude|dpkg|unattended-upgr' 2>/dev/null || true)"
+  fi
+  for pid in $pids; do
+    printf '%s/%s ' "$pid" "$(ps -o comm= -p "$pid" 2>/dev/null || echo '?')"
+  done
+}
+
+# Waits until apt is free, at most APT_LOCK_TIMEOUT seconds, saying who holds it.
+wait_for_apt_locks() {
+  local holders waited=0
+  while holders="$(apt_lock_holders)" && [ -n "$holders" ]; do
+    if [ "$waited" -ge "$APT_LOCK_TIMEOUT" ]; then
+      die "apt is still locked after ${APT_LOCK_TIMEOUT}s by: ${holders% } (unattended-upgrades on first boot? see journalctl -u unattended-upgrades)"
+    fi
+    [ $((waited % 30)) -eq 0 ] && log "waiting for apt's locks, held by: ${holders% }"
+    sleep "$((HA_K8S_SLEEP > 0 ? HA_K8S_SLEEP : 1))"
+    waited=$((waited + (HA_K8S_SLEEP > 0 ? HA_K8S_SLEEP : 1)))
+  done
+}
+
+# apt-get once apt's locks are free (and still waiting for dpkg's lock, should another process take
+# it meanwhile), keeping existing config files, and keeping Ubuntu's needrestart from restarting
+# services mid-bootstrap.
 apt_get() {
-  DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get -o DPkg::Lock::Timeout=600 \
+  wait_for_apt_locks
+  DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get -o DPkg::Lock::Timeout="$APT_LOCK_TIMEOUT" \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
 }
 

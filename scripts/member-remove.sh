@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Delete-time action on the first control plane when a node leaves the cluster (scale-down or VM
+# Delete-time action on a control plane when a node leaves the cluster (scale-down or VM
 # replacement): drain it, remove its etcd member if it is a control plane, delete the Node object.
-# Runs before the node's own `kubeadm reset` and before its VM is deleted.
+# Runs before the node's own `kubeadm reset` and before its VM is deleted: on the first control plane
+# for control planes, on the control plane a worker was assigned to (round-robin) for workers.
 #
 # Inputs (environment): MEMBER_NODE, MEMBER_ROLE (control-plane|worker), MEMBER_IP, KUBECONFIG_PATH.
 #

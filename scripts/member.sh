@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs on the first control plane after a node joined: waits until the node is Ready and, for a
-# control plane, until etcd lists it as a started voting member and every member is healthy. The
-# next control plane joins only after this (etcd admits one learner at a time).
+# Runs after a node joined and waits until its Node is Ready and, for a control plane, until etcd
+# lists it as a started voting member and every member is healthy. For a control plane it runs on
+# the first control plane (admin credentials, the local etcd); the next control plane joins only
+# after it (etcd admits one learner at a time). For a worker it runs on the worker itself with the
+# kubelet's credentials (KUBECONFIG_PATH=/etc/kubernetes/kubelet.conf), which may read its own Node
+# (the Node authorizer), so hundreds of workers put no load on a control plane's SSH.
 #
 # Inputs (environment): MEMBER_NODE, MEMBER_ROLE (control-plane|worker), MEMBER_IP, KUBECONFIG_PATH.
 #

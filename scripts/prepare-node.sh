@@ -4,8 +4,10 @@
 # repositories, held at that version.
 #
 # Inputs (environment): NODE_ROLE (control-plane|worker), K8S_MINOR (1.36), K8S_VERSION (v1.36.3),
-#   K8S_DEB_VERSION (1.36.3-1.1), KUBERNETES_APT_REPO, CRIO_APT_REPO (URLs ending in /deb/).
-# Inputs (staged files): crio.conf, the CRI-O drop-in (pause image, systemd cgroups).
+#   K8S_DEB_VERSION (1.36.3-1.1), KUBERNETES_APT_REPO, CRIO_APT_REPO (URLs ending in /deb/),
+#   REGISTRIES_DROP_IN (where the registry mirror drop-in goes).
+# Inputs (staged files): crio.conf, the CRI-O drop-in (pause image, systemd cgroups);
+#   registries-mirror.conf when registryMirror is set (absent: any earlier mirror drop-in is removed).
 #
 # Safe to run again: every file is written only when its content differs, apt-get update runs only
 # when a repository changed or a package is missing, services restart only when their config changed.
@@ -17,7 +19,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-require_env NODE_ROLE K8S_MINOR K8S_VERSION K8S_DEB_VERSION KUBERNETES_APT_REPO CRIO_APT_REPO
+require_env NODE_ROLE K8S_MINOR K8S_VERSION K8S_DEB_VERSION KUBERNETES_APT_REPO CRIO_APT_REPO REGISTRIES_DROP_IN
 CRIO_DROP_IN="$(staged crio.conf)"
 KUBE_PACKAGES=(kubelet kubeadm kubectl)
 CRI_SOCKET="unix:///var/run/crio/crio.sock"
@@ -106,6 +108,18 @@ apt-mark hold "${KUBE_PACKAGES[@]}" cri-o >/dev/null
 # --- CRI-O configuration ----------------------------------------------------------------------
 crio_changed=false
 if install_file "$CRIO_DROP_IN" "$(root_path /etc/crio/crio.conf.d/20-ha-k8s.conf)" 644; then crio_changed=true; fi
+# docker.io through the configured mirror (containers-registries.conf.d), or straight again.
+mirror_drop_in="$(root_path "$REGISTRIES_DROP_IN")"
+if [ -f "$HA_K8S_STAGE/registries-mirror.conf" ]; then
+  if install_file "$HA_K8S_STAGE/registries-mirror.conf" "$mirror_drop_in" 644; then
+    log "docker.io images now come through the mirror in $REGISTRIES_DROP_IN"
+    crio_changed=true
+  fi
+elif [ -e "$mirror_drop_in" ]; then
+  rm -f "$mirror_drop_in"
+  log "removed the registry mirror drop-in (registryMirror is no longer set)"
+  crio_changed=true
+fi
 # Older CRI-O packages shipped an active bridge config that puts pods in 10.85.0.0/16, past Calico.
 for conflist in "$(root_path /etc/cni/net.d)"/*bridge*.conflist; do
   [ -e "$conflist" ] || continue

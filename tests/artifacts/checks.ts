@@ -6,8 +6,10 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { parse as parseToml } from "smol-toml";
 import { parseAllDocuments } from "yaml";
 import { RenderedFile } from "../../render/artifacts";
+import { CALICO_VERSION } from "../../render/calico";
 import { ClusterConfig } from "../../render/config";
 import { PROJECT_DIR } from "../../render/project";
 import { kubernetesRelease } from "../../render/versions";
@@ -116,6 +118,89 @@ function checkPauseImage(file: string, artifact: string, patch: string): CheckRe
       ? ""
       : `CRI-O pause_image ${pause ?? "(none)"}; kubeadm v${patch} expects ${known.join(", ") || images.output}`,
   };
+}
+
+let registriesCheck: string | Error | undefined;
+/** tests/artifacts/registries (go.podman.io/image, CRI-O's registries library), built and cached. */
+function registriesCheckBinary(): string | Error {
+  if (registriesCheck === undefined) {
+    const out = spawnSync("bash", [path.join(PROJECT_DIR, "tools/registries-check.sh")], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    registriesCheck = out.status === 0 ? out.stdout.trim() : new Error("tools/registries-check.sh failed");
+  }
+  return registriesCheck;
+}
+
+/**
+ * Where CRI-O would pull from with this registries.conf.d drop-in: the real library's answer for an
+ * image, one pull source per line (mirror first), or its error.
+ */
+export function pullSources(dropIn: string, image: string): Run | Error {
+  const binary = registriesCheckBinary();
+  if (binary instanceof Error) return binary;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "registries-"));
+  try {
+    fs.mkdirSync(path.join(dir, "registries.conf.d"));
+    fs.writeFileSync(path.join(dir, "registries.conf"), "");
+    fs.copyFileSync(dropIn, path.join(dir, "registries.conf.d", "50-ha-k8s-mirror.conf"));
+    return run(binary, [path.join(dir, "registries.conf"), path.join(dir, "registries.conf.d"), image]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The mirror drop-in parses as TOML and sends docker.io pulls through the mirror, nothing else. */
+export function checkRegistriesConfig(file: string, artifact: string, mirror: string | undefined): CheckResult[] {
+  const text = fs.readFileSync(file, "utf8");
+  const results: CheckResult[] = [];
+  let parsed: unknown;
+  try {
+    parsed = parseToml(text);
+  } catch (error) {
+    parsed = error as Error;
+  }
+  const registries = (
+    parsed as { registry?: { prefix?: string; location?: string; mirror?: { location?: string }[] }[] }
+  )?.registry;
+  const shapeOk =
+    !(parsed instanceof Error) &&
+    Array.isArray(registries) &&
+    registries.length === 1 &&
+    registries[0].prefix === "docker.io" &&
+    registries[0].location === "docker.io" &&
+    registries[0].mirror?.length === 1 &&
+    registries[0].mirror[0].location === mirror;
+  results.push({
+    artifact,
+    tool: "toml parse + mirror",
+    version: "",
+    ok: shapeOk,
+    detail: shapeOk ? "" : parsed instanceof Error ? parsed.message : `unexpected content:\n${text}`,
+  });
+  const expectations: [string, string[]][] = [
+    ["busybox", [`${mirror}/library/busybox:latest`, "docker.io/library/busybox:latest"]],
+    // Calico's own images come from quay.io and never go through the docker.io mirror.
+    [`quay.io/calico/node:${CALICO_VERSION}`, [`quay.io/calico/node:${CALICO_VERSION}`]],
+  ];
+  for (const [image, expected] of expectations) {
+    const sources = pullSources(file, image);
+    if (sources instanceof Error) {
+      results.push(missing(artifact, "go.podman.io/image", `${sources.message} (needs Go and the Go module proxy)`));
+      continue;
+    }
+    const got = sources.output.split("\n").filter(Boolean);
+    const ok = sources.status === 0 && JSON.stringify(got) === JSON.stringify(expected);
+    results.push({
+      artifact,
+      tool: `go.podman.io/image pull sources (${image})`,
+      version: "v5.42.1",
+      ok,
+      detail: ok ? "" : `expected ${expected.join(", ")}; got:\n${sources.output}`,
+    });
+  }
+  return results;
 }
 
 function checkHaproxyConfig(file: string, artifact: string): CheckResult {
@@ -284,6 +369,9 @@ export function checkRendered(files: readonly RenderedFile[], dir: string, confi
         break;
       case "systemd-unit":
         units.push(file);
+        break;
+      case "registries-config":
+        results.push(...checkRegistriesConfig(onDisk, file.path, config.registryMirror));
         break;
       case "other":
         if (path.basename(file.path) === "crio.conf") results.push(checkPauseImage(onDisk, file.path, patch));

@@ -11,7 +11,7 @@ import { listStacks, readProjectFile, readStackFile } from "../../render/project
 import { readScriptSources } from "../../render/scripts";
 import { DEFAULT_KUBERNETES_MINOR, SUPPORTED_KUBERNETES, kubernetesRelease } from "../../render/versions";
 import { renderBackupService } from "../../render/backup";
-import { CheckResult, checkKubeadmConfig, checkRendered } from "./checks";
+import { CheckResult, checkKubeadmConfig, checkRendered, pullSources } from "./checks";
 import { checkScheduleValidator, verifyUnits } from "./systemd";
 
 interface Row extends CheckResult {
@@ -114,6 +114,24 @@ function main(): number {
     });
     if (systemdRejects)
       console.log(`systemd rejects the broken timer with its own words:\n  ${verified.detail.split("\n")[0]}\n`);
+
+    // The registries check must be able to fail too: a mirror written with a scheme is refused by
+    // the library CRI-O reads the drop-in with (config validation refuses it before that).
+    const schemed = pullSources(path.join(fixtures, "registries-scheme.conf"), "busybox");
+    const refused =
+      !(schemed instanceof Error) && schemed.status !== 0 && /URI schemes are not supported/.test(schemed.output);
+    rows.push({
+      stack: "(fixture)",
+      artifact: "fixtures/registries-scheme.conf",
+      tool: "go.podman.io/image (must reject)",
+      version: "v5.42.1",
+      ok: refused,
+      detail: refused
+        ? ""
+        : `the mirror with a scheme was not refused: ${schemed instanceof Error ? schemed.message : schemed.output}`,
+    });
+    if (refused && !(schemed instanceof Error))
+      console.log(`go.podman.io/image refuses the broken drop-in with its own error:\n  ${schemed.output}\n`);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }

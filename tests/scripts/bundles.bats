@@ -37,7 +37,6 @@ fi'
   assert_equal "$(cat "$STATE/join-config-mode")" 600
   grep -q "apiServerEndpoint: 10.10.0.2:6443" "$STATE/join-config"
   [ ! -e "$stage/kubeadm-join.yaml" ] # the token does not stay on the machine
-  [ -x "$stage/on-delete.sh" ] && [ -x "$stage/leave.sh" ] # staged for the delete-time action
   assert_call_order "^kubeadm join --config /.*/ha-k8s-dev-worker-2--join/kubeadm-join.yaml"
 }
 
@@ -48,37 +47,54 @@ fi'
   [ ! -e "$HA_K8S_ROOT/var/lib/ha-k8s/steps/ha-k8s-dev-worker-2--join/kubeadm-join.yaml" ]
 }
 
+# A step's stored delete command, from plan.json.
+delete_command() {
+  node -e 'const p=require(process.argv[1]);console.log(p.steps.find(s=>s.id===process.argv[2]).onDelete)' "$RENDERED/plan.json" "$1"
+}
+
 # Runs a step's stored delete command exactly as Pulumi does (sudo is a pass-through here).
 run_delete_command() {
   local command
-  command="$(node -e 'const p=require(process.argv[1]);console.log(p.steps.find(s=>s.id===process.argv[2]).onDelete)' "$RENDERED/plan.json" "$1")"
+  command="$(delete_command "$1")"
   stub sudo 'exec "$@"'
-  run bash -c "${command//\/var\/lib\/ha-k8s/$HA_K8S_ROOT/var/lib/ha-k8s}"
+  run bash -c "$command"
 }
 
-@test "a worker's delete command drains it with the inputs its create step staged" {
+@test "the ready bundle of a worker waits for its own Node with the kubelet's credentials" {
+  run bash -s <"$RENDERED/ha-k8s-dev-worker-1/03-ready.sh"
+  assert_success
+  assert_call_order "^kubectl --kubeconfig $HA_K8S_ROOT/etc/kubernetes/kubelet.conf .*wait --for=condition=Ready --timeout=5s node/ha-k8s-dev-worker-1"
+  [ "$(count_calls '^crictl')" -eq 0 ]
+}
+
+@test "a worker's removal drains it from its control plane, needing nothing staged before" {
   stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; esac; exit 0'
-  run bash -s <"$RENDERED/ha-k8s-dev-cp-1/09-member-ha-k8s-dev-worker-1.sh"
+  run_delete_command "ha-k8s-dev-worker-1/removal"
   assert_success
-  : >"$CALLS"
-  run_delete_command "ha-k8s-dev-worker-1/member"
-  assert_success
-  assert_call_order "^sudo timeout 300 bash .*/ha-k8s-dev-worker-1--member/on-delete.sh" \
-    "^kubectl .*drain ha-k8s-dev-worker-1 --ignore-daemonsets" "^kubectl .*delete node ha-k8s-dev-worker-1 --ignore-not-found"
+  assert_call_order "^sudo timeout 300 bash -s" \
+    "^kubectl --kubeconfig $HA_K8S_ROOT/etc/kubernetes/admin.conf .*drain ha-k8s-dev-worker-1 --ignore-daemonsets" \
+    "^kubectl .*delete node ha-k8s-dev-worker-1 --ignore-not-found"
+  [ ! -e "$HA_K8S_ROOT/var/lib/ha-k8s" ] # nothing staged, nothing left
 }
 
 @test "a control plane's delete command removes its etcd member" {
   stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; esac; exit 0'
   stub crictl 'case "$1" in ps) echo etcd-id ;; exec) case "$*" in *"member list"*) echo "91bc3c398fb3c146, started, ha-k8s-dev-cp-2, https://10.10.0.11:2380, https://10.10.0.11:2379, false" ;; esac ;; esac'
-  run bash -s <"$RENDERED/ha-k8s-dev-cp-1/05-member-ha-k8s-dev-cp-2.sh"
-  : >"$CALLS"
   run_delete_command "ha-k8s-dev-cp-2/member"
   assert_success
   assert_call_order "drain ha-k8s-dev-cp-2" "member remove 91bc3c398fb3c146" "delete node ha-k8s-dev-cp-2"
 }
 
-@test "a delete command whose step never ran does not fail the teardown" {
+@test "a join's delete command resets the node" {
+  mkdir -p "$HA_K8S_ROOT/etc/kubernetes" && touch "$HA_K8S_ROOT/etc/kubernetes/kubelet.conf"
   run_delete_command "ha-k8s-dev-worker-2/join"
+  assert_success
+  assert_call_order "^kubeadm reset -f"
+}
+
+@test "a delete command that cannot run its action does not fail the teardown" {
+  stub sudo 'exit 1'
+  run bash -c "$(delete_command ha-k8s-dev-worker-2/join)"
   assert_success
   assert_output --partial "did not complete; continuing teardown"
 }

@@ -4,17 +4,26 @@
 setup() {
   load helpers
   setup_machine
-  export JOIN_NODE=c-worker-3 JOIN_ROLE=worker KUBECONFIG_PATH=/etc/kubernetes/admin.conf
+  export JOIN_NODE=c-worker-3 JOIN_ROLE=worker KUBECONFIG_PATH=/etc/kubernetes/admin.conf TOKEN_TTL_HOURS=168
   echo "$TOKEN" >"$HA_K8S_STAGE/bootstrap-token"
   printf 'certificateKey: %s\n' "$CERT_KEY" >"$HA_K8S_STAGE/kubeadm-upload-certs.yaml"
+  # A small model of the cluster in $STATE: our token's expiration, and who owns kubeadm-certs.
   # No token yet; apply stores what it receives on stdin.
   stub kubectl '
 case "$*" in
   *"get --raw /readyz"*) echo ok ;;
+  *"get secret bootstrap-token-abcdef -o jsonpath={.metadata.uid}"*) [ -f "$STATE/token-expiration" ] && echo uid-abcdef ;;
   *"get secret"*) [ -f "$STATE/token-expiration" ] && base64 -w0 <"$STATE/token-expiration" || exit 1 ;;
   *"apply -f -"*) cat >"$STATE/applied.yaml"; grep -o "expiration: \"[^\"]*\"" "$STATE/applied.yaml" | cut -d\" -f2 >"$STATE/token-expiration" ;;
+  *"patch secret kubeadm-certs"*) grep -o "bootstrap-token-[a-z0-9]*" <<<"$*" >"$STATE/certs-owner" ;;
 esac'
-  stub kubeadm 'echo "[upload-certs] Using certificate key: '"$CERT_KEY"'"'
+  # upload-certs: kubeadm ties the certificates to a 2-hour token of its own (phases/copycerts).
+  stub kubeadm '
+if [ "$2 $3" = "phase upload-certs" ]; then
+  echo "bootstrap-token-kubead" >"$STATE/certs-owner"
+  date -u -d "+2 hours" +%Y-%m-%dT%H:%M:%SZ >"$STATE/expiration-bootstrap-token-kubead"
+fi
+echo "[upload-certs] Using certificate key: '"$CERT_KEY"'"'
 }
 
 @test "issues the missing token through kubectl's stdin, never a command line" {
@@ -36,11 +45,58 @@ esac'
   [ "$(count_calls 'apply')" -eq 0 ]
 }
 
-@test "a token expiring within the hour is renewed" {
-  date -u -d "+20 minutes" +%Y-%m-%dT%H:%M:%SZ >"$STATE/token-expiration"
+@test "a token with less than a seventh of its life left is renewed" {
+  date -u -d "+20 hours" +%Y-%m-%dT%H:%M:%SZ >"$STATE/token-expiration"
   run_script refresh-credentials.sh
   assert_success
   [ "$(count_calls 'apply -f -')" -eq 1 ]
+}
+
+@test "the token is issued for TOKEN_TTL_HOURS (until verification revokes it), not two hours" {
+  run_script refresh-credentials.sh
+  assert_success
+  expires="$(date -u -d "$(cat "$STATE/token-expiration")" +%s)"
+  [ "$expires" -gt "$(($(date -u +%s) + 167 * 3600))" ]
+  assert_output --partial "issuing it for 168 h"
+}
+
+@test "the uploaded certificates are re-tied to our token instead of kubeadm's 2-hour one" {
+  JOIN_ROLE=control-plane run_script refresh-credentials.sh
+  assert_success
+  assert_call_order "^kubeadm init phase upload-certs" \
+    "^kubectl .*get secret bootstrap-token-abcdef -o jsonpath=\{.metadata.uid\}" "^kubectl .*patch secret kubeadm-certs --type=merge"
+  grep -q '"name":"bootstrap-token-abcdef","uid":"uid-abcdef","controller":true' "$CALLS"
+  assert_equal "$(cat "$STATE/certs-owner")" bootstrap-token-abcdef
+}
+
+# The retry scenario of a real deployment: credentials refreshed, the join fails, and a later
+# `pulumi up` re-runs only the join (not the refresh) more than 2 hours afterwards. The stub join
+# succeeds only if, at that time, our token and the owner of kubeadm-certs are both still alive
+# (the token cleaner deletes expired tokens; the garbage collector then deletes what they own).
+@test "a control-plane join retried 3 hours after its credentials were refreshed still finds them" {
+  JOIN_ROLE=control-plane run_script refresh-credentials.sh
+  assert_success
+  export NODE_NAME=c-cp-3 NODE_ROLE=control-plane API_ENDPOINT=10.10.0.2:6443
+  printf 'token: %s\n' "$TOKEN" >"$HA_K8S_STAGE/kubeadm-join.yaml"
+  stub_systemd
+  stub curl 'echo ok'
+  stub crictl 'case "$1" in ps) echo etcd-id ;; exec) echo "127.0.0.1:2379 is healthy" ;; esac'
+  stub kubeadm '
+alive() { [ "$(date -u -d "$(cat "$1")" +%s)" -gt "$(date -u -d "+${LATER_HOURS:-0} hours" +%s)" ]; }
+[ "$1" = join ] || exit 0
+[ -f "$STATE/join-attempted" ] || { touch "$STATE/join-attempted"; echo "error: unrelated failure" >&2; exit 1; }
+alive "$STATE/token-expiration" || { echo "token expired" >&2; exit 1; }
+owner="$(cat "$STATE/certs-owner")"
+expiry="$STATE/expiration-$owner"; [ "$owner" = bootstrap-token-abcdef ] && expiry="$STATE/token-expiration"
+alive "$expiry" || { echo "Secret \"kubeadm-certs\" was not found in the \"kube-system\" Namespace" >&2; exit 1; }
+mkdir -p "$HA_K8S_ROOT/etc/kubernetes/manifests"
+touch "$HA_K8S_ROOT/etc/kubernetes/kubelet.conf" "$HA_K8S_ROOT/etc/kubernetes/manifests/etcd.yaml" \
+  "$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" "$STATE/active-kubelet"'
+  run_script join.sh
+  assert_failure
+  LATER_HOURS=3 run_script join.sh
+  assert_success
+  assert_output --partial "c-cp-3 joined"
 }
 
 @test "control planes also get the certificates re-uploaded, key from a file, output redacted" {

@@ -12,6 +12,7 @@ setup() {
   export NODE_ROLE=control-plane K8S_MINOR=1.36 K8S_VERSION=v1.36.3 K8S_DEB_VERSION=1.36.3-1.1
   export KUBERNETES_APT_REPO=https://pkgs.k8s.io/core:/stable:/v1.36/deb/
   export CRIO_APT_REPO=https://download.opensuse.org/repositories/isv:/cri-o:/stable:/v1.36/deb/
+  export REGISTRIES_DROP_IN=/etc/containers/registries.conf.d/50-ha-k8s-mirror.conf
 }
 
 @test "first run: the steps in order, one apt-get update, pinned packages held" {
@@ -95,4 +96,37 @@ setup() {
   run_script prepare-node.sh
   assert_failure
   assert_output --partial "environment variable K8S_DEB_VERSION is not set"
+}
+
+@test "apt waits for a lock held by unattended-upgrades, then proceeds" {
+  # The lists lock is held for the first two checks (unattended-upgrades on first boot).
+  stub fuser 'n=$(cat "$STATE/fuser" 2>/dev/null || echo 0); echo $((n + 1)) >"$STATE/fuser"; [ "$n" -lt 2 ] && echo " 4242" && exit 0; exit 1'
+  stub ps 'echo unattended-upgr'
+  run_script prepare-node.sh
+  assert_success
+  assert_output --partial "waiting for apt's locks, held by: 4242/unattended-upgr"
+  assert_call_order "^fuser .*/var/lib/apt/lists/lock" "^apt-get .* update"
+}
+
+@test "apt still locked after the bound: a clear failure naming the holder" {
+  stub fuser 'echo " 4242"'
+  stub ps 'echo unattended-upgr'
+  APT_LOCK_TIMEOUT=2 run_script prepare-node.sh
+  assert_failure
+  assert_output --partial "apt is still locked after 2s by: 4242/unattended-upgr"
+  [ "$(count_calls '^apt-get')" -eq 0 ]
+}
+
+@test "registry mirror: the drop-in is installed and crio restarted; unset, it is removed again" {
+  printf '[[registry]]\nprefix = "docker.io"\nlocation = "docker.io"\n' >"$HA_K8S_STAGE/registries-mirror.conf"
+  run_script prepare-node.sh
+  assert_success
+  cmp "$HA_K8S_STAGE/registries-mirror.conf" "$HA_K8S_ROOT$REGISTRIES_DROP_IN"
+  rm "$HA_K8S_STAGE/registries-mirror.conf"
+  : >"$CALLS"
+  run_script prepare-node.sh
+  assert_success
+  [ ! -e "$HA_K8S_ROOT$REGISTRIES_DROP_IN" ]
+  assert_output --partial "removed the registry mirror drop-in"
+  assert_call_order "^systemctl restart crio"
 }

@@ -8,6 +8,8 @@ command -v bats >/dev/null || missing+=(bats)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 [ -f /usr/lib/bats/bats-assert/load.bash ] || missing+=(bats-assert)
 [ -f /usr/lib/bats/bats-support/load.bash ] || missing+=(bats-support)
+# login.bats starts real OpenSSH servers on loopback.
+[ -x /usr/sbin/sshd ] || command -v sshd >/dev/null || missing+=(openssh-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test:scripts: missing Debian packages: ${missing[*]} (tools/setup.sh installs them)" >&2
   if [ -n "${CI:-}" ]; then exit 1; fi

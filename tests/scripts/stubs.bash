@@ -7,7 +7,7 @@
 # CERT_KEY are used by the .bats files.
 
 # Commands the scripts call that must never reach the real machine.
-STUBBED=(apt-get apt-mark dpkg-query systemctl modprobe sysctl swapoff curl gpg kubeadm kubectl crictl cloud-init haproxy ss)
+STUBBED=(apt-get apt-mark dpkg-query systemctl modprobe sysctl swapoff curl gpg kubeadm kubectl crictl cloud-init haproxy ss fuser)
 
 stub_machine() {
   export HA_K8S_ROOT="$MACHINE_DIR/root"
@@ -19,6 +19,7 @@ stub_machine() {
   mkdir -p "$HA_K8S_ROOT/etc" "$HA_K8S_STAGE" "$STATE" "$STUBS"
   : >"$CALLS"
   for name in "${STUBBED[@]}"; do stub "$name" ""; done
+  stub fuser 'exit 1' # no process holds apt's locks
   export PATH="$STUBS:$PATH"
 }
 

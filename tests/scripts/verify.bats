@@ -9,7 +9,14 @@ setup() {
   export MEMBERS='8e9e05c52164694d, started, c-cp-1, https://10.10.0.10:2380, https://10.10.0.10:2379, false
 91bc3c398fb3c146, started, c-cp-2, https://10.10.0.11:2380, https://10.10.0.11:2379, false'
   stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; esac; exit 0'
-  stub crictl 'case "$1" in ps) echo etcd-id ;; exec) case "$*" in *"member list"*) echo "$MEMBERS" ;; esac ;; esac'
+  # endpoint health --cluster prints one line per member it found (etcdctl's printer).
+  export HEALTH='https://10.10.0.10:2379 is healthy: successfully committed proposal: took = 9.6ms
+https://10.10.0.11:2379 is healthy: successfully committed proposal: took = 10.2ms'
+  stub crictl '
+case "$1" in
+  ps) echo etcd-id ;;
+  exec) case "$*" in *"member list"*) echo "$MEMBERS" ;; *"endpoint health"*) echo "$HEALTH"; [[ "$HEALTH" != *unhealthy* ]] ;; esac ;;
+esac'
 }
 
 @test "verify: all nodes Ready, every control plane a healthy etcd member, API ready through the load balancer" {
@@ -63,6 +70,25 @@ aaaaaaaaaaaaaaaa, started, c-cp-3, https://10.10.0.12:2380, https://10.10.0.12:2
   assert_output --partial "etcd has 3 members, 2 expected"
 }
 
+@test "verify: a leaving control plane that is already unhealthy does not fail the verification" {
+  # Scale-down 3 -> 2: Pulumi verifies with the new list before the removed node's delete actions.
+  MEMBERS="$MEMBERS
+aaaaaaaaaaaaaaaa, started, c-cp-3, https://10.10.0.12:2380, https://10.10.0.12:2379, false"
+  HEALTH="$HEALTH
+https://10.10.0.12:2379 is unhealthy: failed to commit proposal: context deadline exceeded"
+  run_script verify.sh
+  assert_success
+  assert_output --partial "leave after this verification"
+}
+
+@test "verify: an expected member that is unhealthy fails, naming it" {
+  HEALTH='https://10.10.0.10:2379 is healthy: successfully committed proposal: took = 9.6ms
+https://10.10.0.11:2379 is unhealthy: failed to commit proposal: context deadline exceeded'
+  run_script verify.sh
+  assert_failure
+  assert_output --partial "FAILED: the etcd member at 10.10.0.11 is not healthy"
+}
+
 @test "kubeconfig: prints admin.conf, never super-admin.conf" {
   mkdir -p "$HA_K8S_ROOT/etc/kubernetes"
   echo "admin kubeconfig" >"$HA_K8S_ROOT/etc/kubernetes/admin.conf"
@@ -79,12 +105,12 @@ aaaaaaaaaaaaaaaa, started, c-cp-3, https://10.10.0.12:2380, https://10.10.0.12:2
 }
 
 @test "cni: applies the pinned manifests server-side, then the Installation, and waits for this node" {
-  export CALICO_MANIFEST_URLS="https://x/v3.31.3/manifests/operator-crds.yaml https://x/v3.31.3/manifests/tigera-operator.yaml"
+  export CALICO_MANIFEST_URLS="https://x/v3.33.1/manifests/operator-crds.yaml https://x/v3.33.1/manifests/tigera-operator.yaml"
   echo "kind: Installation" >"$HA_K8S_STAGE/calico-resources.yaml"
   run_script install-cni.sh
   assert_success
-  assert_call_order "apply --server-side --force-conflicts -f https://x/v3.31.3/manifests/operator-crds.yaml" \
-    "apply --server-side --force-conflicts -f https://x/v3.31.3/manifests/tigera-operator.yaml" \
+  assert_call_order "apply --server-side --force-conflicts -f https://x/v3.33.1/manifests/operator-crds.yaml" \
+    "apply --server-side --force-conflicts -f https://x/v3.33.1/manifests/tigera-operator.yaml" \
     "crd/installations.operator.tigera.io" "apply --server-side --force-conflicts -f $HA_K8S_STAGE/calico-resources.yaml" \
     "tigerastatus/calico" "node/c-cp-1"
 }

@@ -28,7 +28,26 @@ test("a second pulumi up with no config change plans no changes", async () => {
   });
 });
 
-const perWorker = (n: string) => [n, `${n}-ip`, `${n}-join`, `${n}-member`, `${n}-prepare`];
+const perWorker = (n: string) => [
+  n,
+  `${n}-ip`,
+  `${n}-join`,
+  `${n}-login`,
+  `${n}-prepare`,
+  `${n}-ready`,
+  `${n}-removal`,
+];
+const perControlPlane = (n: string) => [
+  n,
+  `${n}-credentials`,
+  `${n}-ip`,
+  `${n}-join`,
+  `${n}-login`,
+  `${n}-member`,
+  `${n}-prepare`,
+];
+/** A control plane's resources, and its backup step (etcd backups). */
+const withBackup = (n: string) => [...perControlPlane(n), `${n}-backup`];
 
 test("scaling workers up adds only the new VMs and their join steps, refreshing the token first", async () => {
   const four = await runProgram({ ...base, workerCount: 4 });
@@ -47,27 +66,28 @@ test("scaling workers down drains and deletes only the removed nodes, with bound
   const s = summary(diffRuns(four, start));
   expect(s.delete).toEqual(["c-worker-3", "c-worker-4"].flatMap(perWorker).sort());
   expect(s.replace).toEqual(["cluster-verify", "workers-credentials"]); // harmless: a token refresh, a check
-  const member = four.byName("c-worker-4-member");
-  expect(member.inputs.delete).toMatch(
-    /^sudo timeout 300 bash \S+--member\/on-delete\.sh \|\| echo .*member-remove\.sh/,
+  const removal = four.byName("c-worker-4-removal");
+  // The drain runs on the control plane the worker was assigned to (worker-4 of 3: cp-1), bounded.
+  expect((removal.inputs.connection as { host: string }).host).toBe("10.10.0.10");
+  expect(removal.inputs.create).toBeUndefined();
+  expect(removal.inputs.delete).toMatch(
+    /^sudo timeout 300 bash -s <<'HA_K8S_DELETE' \|\| echo .*member-remove\.sh for c-worker-4\/removal/,
   );
+  expect(removal.inputs.delete).toContain("MEMBER_NODE='c-worker-4'");
   expect(four.byName("c-worker-4-join").inputs.delete).toMatch(
-    /^sudo timeout 300 bash \S+--join\/on-delete\.sh \|\| echo .*leave\.sh/,
+    /^sudo timeout 300 bash -s <<'HA_K8S_DELETE' \|\| echo .*leave\.sh/,
   );
-  // Pulumi deletes dependents first: member (drain, on cp-1) → join (kubeadm reset) → VM.
-  expect(member.dependsOn).toContain("c-worker-4-join");
+  // Pulumi deletes dependents first: removal (drain) → join (kubeadm reset) → VM.
+  expect(removal.dependsOn).toContain("c-worker-4-join");
   expect(four.byName("c-worker-4-join").dependsOn).toContain("c-worker-4-prepare");
-  expect(four.byName("c-worker-4-prepare").dependsOn).toEqual(["c-worker-4", "c-network", "c-lb"]);
+  expect(four.byName("c-worker-4-prepare").dependsOn).toEqual(["c-worker-4-login"]);
+  expect(four.byName("c-worker-4-login").dependsOn).toEqual(["c-worker-4", "c-network", "c-lb"]);
 });
 
 test("control planes 3 -> 5: new ones join one at a time after cp-3; HAProxy gets the new servers", async () => {
   const five = await runProgram({ ...base, controlPlaneCount: 5 }, { previousOutputs: { controlPlaneCount: 3 } });
   const s = summary(diffRuns(start, five));
-  expect(s.create).toEqual(
-    ["c-cp-4", "c-cp-5"]
-      .flatMap((n) => [n, `${n}-backup`, `${n}-credentials`, `${n}-ip`, `${n}-join`, `${n}-member`, `${n}-prepare`])
-      .sort(),
-  );
+  expect(s.create).toEqual(["c-cp-4", "c-cp-5"].flatMap(withBackup).sort());
   // The snapshot step runs again for any control-plane count change (see the backup tests below).
   expect(s.update).toEqual(["c-lb-1-haproxy", "cluster-snapshot"]);
   expect(s.replace).toEqual(["cluster-verify"]);
@@ -80,11 +100,7 @@ test("control planes 5 -> 3: the last two leave (etcd member removed before rese
   const five = await runProgram({ ...base, controlPlaneCount: 5 });
   const three = await runProgram(base, { previousOutputs: { controlPlaneCount: 5 } });
   const s = summary(diffRuns(five, three));
-  expect(s.delete).toEqual(
-    ["c-cp-4", "c-cp-5"]
-      .flatMap((n) => [n, `${n}-backup`, `${n}-credentials`, `${n}-ip`, `${n}-join`, `${n}-member`, `${n}-prepare`])
-      .sort(),
-  );
+  expect(s.delete).toEqual(["c-cp-4", "c-cp-5"].flatMap(withBackup).sort());
   expect(s.update).toEqual(["c-lb-1-haproxy", "cluster-snapshot"]);
   expect(s.replace).toEqual(["cluster-verify"]);
   // cp-5's chain depends on cp-4's, so Pulumi removes cp-5 completely before it touches cp-4.

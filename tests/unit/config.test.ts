@@ -59,6 +59,17 @@ describe("valid configurations", () => {
     expect(resolve({ workerMachineType: type }).errors.length === 0).toBe(ok);
   });
 
+  test.each([
+    ["mirror.gcr.io", "mirror.gcr.io"],
+    ["europe-docker.pkg.dev/my-project/docker-hub", "europe-docker.pkg.dev/my-project/docker-hub"],
+    ["registry.example.com:5000", "registry.example.com:5000"],
+    ["", undefined],
+  ])("registryMirror %j is accepted", (value, expected) => {
+    const result = resolve({ registryMirror: value });
+    expect(result.errors).toEqual([]);
+    expect(result.config?.registryMirror).toBe(expected);
+  });
+
   test("machine shapes are computed from the family tables", () => {
     expect(machineShape("e2-medium")).toEqual({ vcpus: 2, memoryMb: 4096 });
     expect(machineShape("n1-standard-2")).toEqual({ vcpus: 2, memoryMb: 7680 });
@@ -69,6 +80,10 @@ describe("valid configurations", () => {
 
 // Each invalid case: the values, the key the message must name, and a fragment of the message.
 const invalid: [string, RawConfig, string, RegExp][] = [
+  ["mirror with a scheme", { registryMirror: "https://mirror.gcr.io" }, "ha-k8s:registryMirror", /without a scheme/],
+  ["mirror in upper case", { registryMirror: "Mirror.GCR.io" }, "ha-k8s:registryMirror", /lower case/],
+  ["mirror with a trailing slash", { registryMirror: "mirror.gcr.io/" }, "ha-k8s:registryMirror", /host\[:port\]/],
+  ["mirror without a dot", { registryMirror: "mirror" }, "ha-k8s:registryMirror", /e\.g\. mirror\.gcr\.io/],
   ["even control-plane count", { controlPlaneCount: 4 }, "ha-k8s:controlPlaneCount", /odd/],
   ["zero control planes", { controlPlaneCount: 0 }, "ha-k8s:controlPlaneCount", /odd count/],
   ["negative control planes", { controlPlaneCount: -3 }, "ha-k8s:controlPlaneCount", /not allowed/],

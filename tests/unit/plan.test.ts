@@ -1,6 +1,6 @@
 import { ClusterConfig, LONGEST_NAME_SUFFIX, RawConfig, resolveConfig } from "../../render/config";
 import { readProjectFile, readStackFile } from "../../render/project";
-import { Plan, SNAPSHOT_STEP, buildPlan, longestChain, names } from "../../render/plan";
+import { DEPLOYER, Plan, SNAPSHOT_STEP, buildPlan, longestChain, names, runsOnMachine } from "../../render/plan";
 import { GCE_NAME } from "../../render/gce";
 import { parseCidr, contains } from "../../render/cidr";
 
@@ -168,12 +168,32 @@ describe("bootstrap steps", () => {
     expect(() => longestChain(plan.steps)).not.toThrow();
   });
 
-  test("commands on machines wait for the network (SSH firewall, NAT) and the SSH path; VMs do not", () => {
+  test("every machine proves a login works, after the network and the SSH path, before its first step", () => {
     const reachable = ["cluster/network", "cluster/load-balancer"];
-    expect(step("ha-k8s-cp-1/prepare").dependsOn).toEqual(["ha-k8s-cp-1/vm", ...reachable]);
-    expect(step("ha-k8s-lb-1/haproxy").dependsOn).toEqual(["ha-k8s-lb-1/vm", ...reachable]);
+    for (const node of plan.nodes) {
+      const login = step(`${node.name}/login`);
+      expect(login).toMatchObject({ kind: "login", node: DEPLOYER, subject: node.name });
+      expect(login.dependsOn).toEqual([`${node.name}/vm`, ...reachable]);
+      expect(login.rerunWhenReplaced).toEqual([node.name]);
+    }
+    expect(step("ha-k8s-cp-1/prepare").dependsOn).toEqual(["ha-k8s-cp-1/login"]);
+    expect(step("ha-k8s-worker-2/prepare").dependsOn).toEqual(["ha-k8s-worker-2/login"]);
+    expect(step("ha-k8s-lb-1/haproxy").dependsOn).toEqual(["ha-k8s-lb-1/login"]);
     expect(step("cluster/load-balancer").dependsOn).toEqual(["ha-k8s-lb-1/vm"]);
     expect(step("ha-k8s-worker-1/vm").dependsOn).toEqual([]);
+    // Every step on a machine comes after that machine's login check.
+    for (const s of plan.steps.filter(runsOnMachine)) {
+      const before = new Set<string>();
+      const walk = (id: string): void => {
+        for (const dep of step(id).dependsOn) {
+          if (before.has(dep)) continue;
+          before.add(dep);
+          walk(dep);
+        }
+      };
+      walk(s.id);
+      expect([s.id, before.has(`${s.node}/login`)]).toEqual([s.id, true]);
+    }
   });
 
   test("a single control plane's cluster is verified after the CNI", () => {
@@ -211,15 +231,46 @@ describe("bootstrap steps", () => {
     expect(step("cluster/verify").rerunWhenReplaced).toEqual(plan.nodes.map((n) => n.name));
   });
 
-  test("credentials and membership run on the first control plane", () => {
+  test("credentials and control-plane membership run on the first control plane", () => {
     expect(step("workers/credentials").node).toBe("ha-k8s-cp-1");
     expect(step("ha-k8s-cp-2/member").node).toBe("ha-k8s-cp-1");
+  });
+
+  test("a worker waits for its own Node on itself; its delete-time drain is hosted round-robin", () => {
+    const wide = planOf({ controlPlaneCount: 3, workerCount: 7 });
+    const find = (id: string) => wide.steps.find((s) => s.id === id)!;
+    for (let i = 1; i <= 7; i++) {
+      const worker = `ha-k8s-worker-${i}`;
+      expect(find(`${worker}/ready`)).toMatchObject({
+        node: worker,
+        dependsOn: [`${worker}/join`, "ha-k8s-cp-1/cni"],
+        rerunWhenReplaced: [worker],
+      });
+      const host = `ha-k8s-cp-${((i - 1) % 3) + 1}`;
+      const removal = find(`${worker}/removal`);
+      expect(removal.node).toBe(host);
+      // Deleted before the worker's join (its reset) and before its host control plane leaves.
+      expect(removal.dependsOn).toEqual([
+        `${worker}/join`,
+        host === "ha-k8s-cp-1" ? "ha-k8s-cp-1/init" : `${host}/member`,
+      ]);
+    }
+    expect(wide.steps.filter((s) => s.kind === "member").map((s) => s.subject)).toEqual(["ha-k8s-cp-2", "ha-k8s-cp-3"]);
+  });
+
+  test("the first control plane runs a fixed number of steps, whatever the worker count", () => {
+    // Removal steps it hosts (a share of the workers) run nothing until they are deleted.
+    const onFirst = (workers: number) =>
+      planOf({ controlPlaneCount: 5, workerCount: workers, podCidr: "10.244.0.0/14" }).steps.filter(
+        (s) => s.node === "ha-k8s-cp-1" && s.kind !== "removal",
+      ).length;
+    expect(onFirst(300)).toBe(onFirst(2));
   });
 
   test("verification waits for every node", () => {
     const verify = step("cluster/verify");
     expect(verify.dependsOn).toEqual(
-      expect.arrayContaining(["ha-k8s-cp-3/member", "ha-k8s-worker-1/member", "ha-k8s-worker-2/member"]),
+      expect.arrayContaining(["ha-k8s-cp-3/member", "ha-k8s-worker-1/ready", "ha-k8s-worker-2/ready"]),
     );
   });
 
@@ -232,9 +283,9 @@ describe("bootstrap steps", () => {
         ).length,
     );
     expect(new Set(lengths).size).toBe(1);
-    // load balancer vm, load-balancer, prepare, init, credentials + join + member per extra
+    // load balancer vm, load-balancer, login, prepare, init, credentials + join + member per extra
     // control plane, verify
-    expect(lengths[0]).toBe(5 + 3 * (cps - 1));
+    expect(lengths[0]).toBe(6 + 3 * (cps - 1));
   });
 
   test("longestChain rejects a cycle", () => {

@@ -163,12 +163,43 @@ describe("bootstrap commands", () => {
     expect(commandFor(dev, "ha-k8s-dev-cp-2/member").inputs.triggers).toEqual(["id-ha-k8s-dev-cp-2"]);
   });
 
-  test("delete-time actions exist for joins and memberships and are bounded", () => {
-    for (const step of devPlan.steps.filter((s) => s.kind === "join" || s.kind === "member")) {
+  test("delete-time actions exist for joins, memberships and removals, bounded and self-contained", () => {
+    for (const step of devPlan.steps.filter((s) => ["join", "member", "removal"].includes(s.kind))) {
       const del = commandFor(dev, step.id).inputs.delete as string;
-      expect(del).toMatch(/^sudo timeout \d+ bash \/var\/lib\/ha-k8s\/steps\/\S+\.sh \|\| echo /);
+      expect(del).toMatch(/^sudo timeout \d+ bash -s <<'HA_K8S_DELETE' \|\| echo [^\n]+\n#!\/usr\/bin\/env bash\n/);
+      expect(del).toMatch(/\nHA_K8S_DELETE\n$/);
+      // Nothing its create step staged is needed: the bundle stages its own inputs.
+      expect(del).not.toContain("/var/lib/ha-k8s/steps");
     }
     expect(commandFor(dev, "ha-k8s-dev-cp-1/init").inputs.delete).toBeUndefined();
+    expect(commandFor(dev, "ha-k8s-dev-worker-1/ready").inputs.delete).toBeUndefined();
+  });
+
+  test("a worker's removal opens no session when created: no create command, only its delete", () => {
+    const removal = commandFor(dev, "ha-k8s-dev-worker-2/removal");
+    expect(removal.inputs.create).toBeUndefined();
+    expect(removal.inputs.stdin).toBeUndefined();
+    expect((removal.inputs.connection as { host: string }).host).toBe("10.10.0.11"); // cp-2
+    expect(removal.deleteBeforeReplace).toBe(true);
+  });
+
+  test("login checks are local commands with the key in their secret stdin, one per machine", () => {
+    const logins = dev.ofType("command:local:Command");
+    expect(logins.map((c) => c.name).sort()).toEqual(devPlan.nodes.map((n) => `${n.name}-login`).sort());
+    const worker = commandFor(dev, "ha-k8s-dev-worker-1/login");
+    expect(worker.inputs.create).toBe("bash -s");
+    expect(worker.secretInputs).toContain("stdin");
+    expect(worker.additionalSecretOutputs).toEqual(expect.arrayContaining(["stdout", "stderr"]));
+    expect(worker.inputs.triggers).toEqual(["id-ha-k8s-dev-worker-1"]);
+    const stdin = worker.inputs.stdin as string;
+    expect(stdin).toContain("fake-ha-k8s-dev-access-ssh"); // the stack's private key (mock)
+    expect(stdin).toContain(`JUMP_HOST='${dev.outputs.loadBalancerExternalIp}'`);
+    expect(stdin).toContain("TARGET_HOST='10.10.0.20'");
+    // The lone HAProxy VM is reached directly.
+    const lb = commandFor(dev, "ha-k8s-dev-lb-1/login").inputs.stdin as string;
+    expect(lb).toContain(`TARGET_HOST='${dev.outputs.loadBalancerExternalIp}'`);
+    expect(lb).toContain("JUMP_HOST=''");
+    expect(commandFor(dev, "ha-k8s-dev-worker-1/prepare").dependsOn).toEqual(["ha-k8s-dev-worker-1-login"]);
   });
 });
 
@@ -199,6 +230,43 @@ describe("secrets", () => {
     const prepare = commandFor(dev, "ha-k8s-dev-worker-1/prepare");
     expect(prepare.secretInputs).not.toContain("stdin");
     expect(prepare.inputs.logging).toBe("stdoutAndStderr");
+  });
+});
+
+describe("the deploying machine", () => {
+  test("up without gcp:project fails before any resource, naming the provider's fallbacks", async () => {
+    const failure = await failedRun({ "gcp:project": undefined });
+    expect(failure.message).toMatch(
+      /gcp:project: is not set, nor any of GOOGLE_PROJECT, GOOGLE_CLOUD_PROJECT, GCLOUD_PROJECT, CLOUDSDK_CORE_PROJECT/,
+    );
+    expect(failure.registered).toEqual([]);
+  });
+
+  test("a project from the environment is enough (google-github-actions/auth sets GOOGLE_CLOUD_PROJECT)", async () => {
+    process.env.GOOGLE_CLOUD_PROJECT = "from-the-environment";
+    try {
+      const run = await runProgram({ "gcp:project": undefined });
+      expect(run.ofType("gcp:compute/instance:Instance").length).toBe(6);
+    } finally {
+      delete process.env.GOOGLE_CLOUD_PROJECT;
+    }
+  });
+
+  test.each([
+    ["8", true],
+    ["32", false],
+    [undefined, false],
+  ])("engine parallelism %s: a warning saying what to set when below the plan's needs: %s", async (engine, warned) => {
+    if (engine) process.env.PULUMI_NODEJS_PARALLEL = engine;
+    try {
+      const run = await runProgram(devValues, { preview: true });
+      const warning = run.warnings.find((w) => /operations at once/.test(w));
+      expect(Boolean(warning)).toBe(warned);
+      if (warned)
+        expect(warning).toMatch(/pulumi runs at most 8 .*run pulumi up --parallel 32 \(or set PULUMI_PARALLEL=32\)/);
+    } finally {
+      delete process.env.PULUMI_NODEJS_PARALLEL;
+    }
   });
 });
 

@@ -44,8 +44,14 @@ test("renders dev: plan.json with the nodes, haproxy.cfg, and each machine's fil
     "01-prepare",
     "01-prepare.sh",
     "02-join",
+    "02-join.on-delete.sh",
     "02-join.sh",
+    "03-ready.sh",
   ]);
+  // Its drain runs on the control plane it was assigned to, only when it is deleted.
+  expect(fs.existsSync(path.join(out, "ha-k8s-dev-cp-1/09-removal-ha-k8s-dev-worker-1.on-delete.sh"))).toBe(true);
+  // Login checks run where pulumi up runs, one per machine, before its first step.
+  expect(fs.readdirSync(path.join(out, "deployer")).filter((f) => f.endsWith(".sh")).length).toBe(6);
   expect(fs.readFileSync(path.join(out, "ha-k8s-dev-cp-1/02-init/kubeadm-init.yaml"), "utf8")).toContain(
     "- load-balancer-external-ip.invalid",
   );

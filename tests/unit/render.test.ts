@@ -1,13 +1,16 @@
 import { parseAllDocuments } from "yaml";
 import { execFileSync } from "child_process";
-import { ClusterConfig, resolveConfig } from "../../render/config";
+import { ClusterConfig, RawConfig, resolveConfig } from "../../render/config";
 import { readProjectFile } from "../../render/project";
 import { buildPlan } from "../../render/plan";
 import { renderInitConfiguration, renderJoinConfiguration, CRI_SOCKET } from "../../render/kubeadm";
 import { RENDER_PLACEHOLDERS, caCertHash, deriveJoinTokens } from "../../render/secrets";
 import { renderBundle, shellQuote, stageDir } from "../../render/bundle";
 import { publicKubeconfig } from "../../render/kubeconfig";
-import { renderCrioDropIn } from "../../render/crio";
+import { renderCrioDropIn, renderRegistriesDropIn } from "../../render/crio";
+import { parse as parseToml } from "smol-toml";
+import { readScriptSources } from "../../render/scripts";
+import { renderStepCommand } from "../../render/steps";
 import { renderCalicoResources } from "../../render/calico";
 import { renderCloudConfig } from "../../render/cloudinit";
 import { TEST_CA_CERT, TEST_CA_CERT_HASH, FAKE_ADMIN_CONF } from "./fixtures";
@@ -184,5 +187,43 @@ describe("small renderers", () => {
     expect(installation.spec.calicoNetwork.ipPools[0]).toMatchObject({ cidr: "10.200.0.0/16", encapsulation: "VXLAN" });
     expect(installation.spec.calicoNetwork.bgp).toBe("Disabled");
     expect(apiServer.kind).toBe("APIServer");
+  });
+
+  test("Calico's images come from quay.io, never anonymous Docker Hub pulls", () => {
+    const [installation] = docs(renderCalicoResources({ podCidr: "10.200.0.0/16" }));
+    expect(installation.spec.registry).toBe("quay.io/");
+  });
+
+  test("registry mirror: a registries.conf drop-in pulling docker.io through the mirror", () => {
+    const text = renderRegistriesDropIn("mirror.gcr.io");
+    const parsed = parseToml(text) as {
+      registry: { prefix: string; location: string; mirror: { location: string }[] }[];
+    };
+    expect(parsed.registry).toEqual([
+      { prefix: "docker.io", location: "docker.io", mirror: [{ location: "mirror.gcr.io" }] },
+    ]);
+  });
+
+  test("the prepare bundle stages the mirror drop-in only when registryMirror is set", () => {
+    const sources = readScriptSources();
+    const prepareOf = (values: RawConfig) => {
+      const cfg = resolveConfig(values, readProjectFile().defaults).config!;
+      const p = buildPlan(cfg);
+      return renderStepCommand(
+        cfg,
+        p,
+        p.steps.find((s) => s.id === "ha-k8s-worker-1/prepare")!,
+        undefined,
+        sources,
+      );
+    };
+    expect(prepareOf({}).files.map((f) => f.name)).toEqual(["crio.conf"]);
+    const mirrored = prepareOf({ registryMirror: "europe-docker.pkg.dev/p/hub" });
+    expect(mirrored.files.map((f) => [f.name, f.kind])).toEqual([
+      ["crio.conf", "other"],
+      ["registries-mirror.conf", "registries-config"],
+    ]);
+    expect(mirrored.bundle).toContain('location = "europe-docker.pkg.dev/p/hub"');
+    expect(mirrored.bundle).toContain("REGISTRIES_DROP_IN='/etc/containers/registries.conf.d/50-ha-k8s-mirror.conf'");
   });
 });
