@@ -39,7 +39,8 @@ while [ $# -gt 0 ]; do
       ;;
   esac
 done
-pulumi_env "${rest[@]}"
+# No pulumi up here: a --parallel of our own spares pulumi_env working out the one a deployment needs.
+pulumi_env "${rest[@]}" --parallel=1
 command -v gcloud >/dev/null 2>&1 ||
   fail "gcloud is needed to read the snapshot from Cloud Storage (https://cloud.google.com/sdk/docs/install)."
 [ -z "$from" ] || [[ "$from" =~ ^gs://[a-z0-9._-]+/.+\.db$ ]] || fail "--from $from is not gs://<bucket>/<object>.db"
