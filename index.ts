@@ -18,6 +18,11 @@ import { parallelismWarning } from "./render/parallelism";
 import { buildPlan } from "./render/plan";
 
 export = async () => {
+  // The Pulumi SDK captures a stack trace for every output promise (runtime/debuggable.js; it only
+  // prints them to report leaked promises), and ts-node maps every frame through source maps: that
+  // was most of the program's time and garbage at a few hundred workers. One frame is enough for
+  // our errors, which carry their own messages; HA_K8S_FULL_STACK_TRACES=1 restores V8's default.
+  if (process.env.HA_K8S_FULL_STACK_TRACES !== "1") Error.stackTraceLimit = 1;
   const config = loadClusterConfig({ requireProject: !pulumi.runtime.isDryRun() });
   // Read back by the next deployment to refuse changes that would risk etcd or rebuild everything.
   const guarded = await assertSafeChange(config);

@@ -53,37 +53,17 @@ fi
 
 # --- package repositories: keys and sources, written only when they differ -----------------------
 apt_changed=false
-keyrings="$(root_path /etc/apt/keyrings)"
-mkdir -p "$keyrings"
 if ! command -v curl >/dev/null 2>&1 || ! command -v gpg >/dev/null 2>&1; then
   log "curl or gpg missing; installing them first (an extra apt-get update)"
   apt_get update -q
   apt_get install -y -q curl gpg ca-certificates
 fi
 
-# add_repo <name> <url>: fetches <url>Release.key (retried), dearmors it, writes the source list.
-add_repo() {
-  local name="$1" url="$2" key tmp
-  key="$keyrings/$name-apt-keyring.gpg"
-  tmp="$(mktemp)"
-  retry 5 curl -fsSL --connect-timeout 10 --max-time 60 "${url}Release.key" -o "$tmp.asc" ||
-    die "cannot download the $name repository key from ${url}Release.key"
-  gpg --batch --yes --dearmor -o "$tmp" "$tmp.asc"
-  rm -f "$tmp.asc"
-  if install_file "$tmp" "$key" 644; then apt_changed=true; fi
-  rm -f "$tmp"
-  if write_file "$(root_path "/etc/apt/sources.list.d/$name.list")" 644 <<EOF; then
-deb [signed-by=/etc/apt/keyrings/$name-apt-keyring.gpg] $url /
-EOF
-    apt_changed=true
-  fi
-}
 log "configuring repositories: Kubernetes $K8S_MINOR and CRI-O $K8S_MINOR"
-add_repo kubernetes "$KUBERNETES_APT_REPO"
-add_repo cri-o "$CRIO_APT_REPO"
+if add_apt_repo kubernetes "$KUBERNETES_APT_REPO"; then apt_changed=true; fi
+if add_apt_repo cri-o "$CRIO_APT_REPO"; then apt_changed=true; fi
 
 # --- packages ---------------------------------------------------------------------------------
-installed_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true; }
 needs_install=false
 for pkg in "${KUBE_PACKAGES[@]}"; do
   [ "$(installed_version "$pkg")" = "$K8S_DEB_VERSION" ] || needs_install=true

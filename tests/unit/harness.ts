@@ -46,6 +46,9 @@ export async function failedRun(...args: Parameters<typeof runProgram>): Promise
   throw new Error("the program succeeded; a failure was expected");
 }
 
+// Jest's own failure reports need whole stack traces; the program would shorten them (index.ts).
+process.env.HA_K8S_FULL_STACK_TRACES = "1";
+
 export async function runProgram(
   values: ConfigValues = {},
   options: { preview?: boolean; previousOutputs?: Record<string, unknown> } = {},
