@@ -5,6 +5,7 @@
 
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterAccess } from "./components/access";
+import { ClusterBackup } from "./components/backup";
 import { ClusterBootstrap } from "./components/bootstrap";
 import { engineParallelism, loadClusterConfig } from "./components/config";
 import { assertSafeChange } from "./components/guard";
@@ -33,6 +34,7 @@ export = async () => {
   const network = new Network(`${cluster}-network`, { config, plan });
   const access = new ClusterAccess(`${cluster}-access`, { config });
   const pki = new ClusterPki(`${cluster}-pki`, { clusterName: cluster });
+  const backup = new ClusterBackup(`${cluster}-backup`, { config, serviceAccountEmail: access.serviceAccountEmail });
   const machineArgs = {
     config,
     plan,
@@ -49,6 +51,8 @@ export = async () => {
     instances: new Map([...loadBalancer.instances, ...nodePool.instances]),
     network,
     loadBalancer,
+    backup,
+    backupBucket: backup.bucketName,
     externalIp: loadBalancer.externalIp,
     sshPrivateKey: access.sshPrivateKey,
     caCertPem: pki.caCertPem,
@@ -71,5 +75,6 @@ export = async () => {
     sshPrivateKey: access.sshPrivateKey,
     sshCommand: pulumi.interpolate`pulumi stack output --show-secrets sshPrivateKey > ${cluster}-ssh.key && chmod 600 ${cluster}-ssh.key && ssh -i ${cluster}-ssh.key ${SSH_USER}@${loadBalancer.externalIp}`,
     caCertHash: pki.caCertHash,
+    backupBucket: backup.bucketName,
   };
 };

@@ -13,11 +13,20 @@ import { DeployValues, renderStepCommand, stepTraits } from "./steps";
  * What consumes a file, so the artifact suite knows which real tool checks it:
  * kubeadm-config → `kubeadm config validate`; haproxy-config → `haproxy -c`; script → `bash -n` +
  * shellcheck; manifest → YAML parse + consistency with the config; cloud-config → cloud-init's schema
- * and `sshd -t` on the sshd drop-in; registries-config → TOML parse + the mirror it names; plan →
+ * and `sshd -t` on the sshd drop-in; registries-config → TOML parse + the mirror it names;
+ * systemd-unit → `systemd-analyze verify` (and `systemd-analyze calendar` on a timer's schedule); plan →
  * JSON; other → nothing.
  */
 export type RenderedKind =
-  "plan" | "kubeadm-config" | "haproxy-config" | "script" | "manifest" | "cloud-config" | "registries-config" | "other";
+  | "plan"
+  | "kubeadm-config"
+  | "haproxy-config"
+  | "script"
+  | "manifest"
+  | "cloud-config"
+  | "registries-config"
+  | "systemd-unit"
+  | "other";
 
 export interface RenderedFile {
   /** Path relative to the output directory, e.g. "plan.json" or "ha-k8s-cp-1/02-init.sh". */

@@ -3,6 +3,7 @@
 // exactly this (one resource or command per entry) and the render writes it as plan.json, so the
 // offline view and `pulumi up` cannot disagree. Pure: no Pulumi, no I/O.
 
+import { createdBucketPlaceholder } from "./backup";
 import { hostAddress, parseCidr } from "./cidr";
 import { ADDRESS_OFFSETS, ClusterConfig } from "./config";
 import { kubernetesRelease } from "./versions";
@@ -45,10 +46,18 @@ export type StepKind =
   | "ready"
   | "removal"
   | "verify"
-  | "kubeconfig";
+  | "kubeconfig"
+  | "backup-bucket"
+  | "backup"
+  | "snapshot";
 
 /** Steps that create GCP resources rather than run a command on a machine. */
-export const INFRASTRUCTURE_KINDS: ReadonlySet<StepKind> = new Set<StepKind>(["network", "vm", "load-balancer"]);
+export const INFRASTRUCTURE_KINDS: ReadonlySet<StepKind> = new Set<StepKind>([
+  "network",
+  "vm",
+  "load-balancer",
+  "backup-bucket",
+]);
 /** The machine that runs `pulumi up`: login checks run there (local commands), not over the provider's SSH. */
 export const DEPLOYER = "deployer";
 export const runsOnMachine = (step: Step): boolean => !INFRASTRUCTURE_KINDS.has(step.kind) && step.node !== DEPLOYER;
@@ -63,6 +72,15 @@ export const DELETE_ONLY_KINDS: ReadonlySet<StepKind> = new Set<StepKind>(["remo
 export const NETWORK_STEP = "cluster/network";
 /** The load balancer tier (HAProxy VMs and, with two, GCP's forwarding rules): the SSH path to every machine. */
 export const LOAD_BALANCER_STEP = "cluster/load-balancer";
+/** The snapshot bucket and the nodes' right to create objects in it (components/backup.ts). */
+export const BACKUP_BUCKET_STEP = "cluster/backup-bucket";
+/**
+ * The snapshot before risky changes, on the first control plane. It runs again whenever
+ * controlPlaneCount or kubernetesVersion changes; steps that change the cluster that way (upgrade
+ * steps) depend on it, so they wait for the snapshot.
+ */
+export const SNAPSHOT_STEP = "cluster/snapshot";
+export const SNAPSHOT_STEP_KIND: StepKind = "snapshot";
 
 export interface Step {
   /** "<subject node>/<kind>", unique. */
@@ -106,6 +124,18 @@ export interface Plan {
   readonly nodes: readonly PlannedNode[];
   readonly firewall: readonly FirewallRule[];
   readonly steps: readonly Step[];
+  readonly backup: PlannedBackup;
+}
+
+/** Where and when etcd snapshots go (render/backup.ts, components/backup.ts). */
+export interface PlannedBackup {
+  /** backupBucket, or the bucket the program creates (named by Pulumi at deploy time: a placeholder here). */
+  readonly bucket: string;
+  readonly createBucket: boolean;
+  readonly retentionDays: number;
+  readonly schedule: string;
+  /** The etcd release kubeadm runs, whose etcdutl the control planes get. */
+  readonly etcdVersion: string;
 }
 
 /**
@@ -525,6 +555,47 @@ export function removalHost(controlPlanes: readonly PlannedNode[], worker: Plann
   return controlPlanes[(worker.index - 1) % controlPlanes.length];
 }
 
+/**
+ * Backups: the bucket; on every control plane, once prepared, the scheduled snapshot (service +
+ * timer + etcdutl); on the first control plane, once it runs etcd, the snapshot before risky
+ * changes. None of them is on the way to a Ready cluster (the longest chain is unchanged).
+ */
+function planBackupSteps(nodes: readonly PlannedNode[]): Step[] {
+  const controlPlanes = nodes.filter((n) => n.role === "control-plane");
+  const first = controlPlanes[0];
+  return [
+    {
+      id: BACKUP_BUCKET_STEP,
+      kind: "backup-bucket",
+      node: "cluster",
+      subject: "cluster",
+      dependsOn: [],
+      description: "Cloud Storage bucket for etcd snapshots; the nodes' service account may create objects in it",
+      rerunWhenReplaced: [],
+    },
+    ...controlPlanes.map((cp) => ({
+      id: stepId(cp.name, "backup"),
+      kind: "backup" as const,
+      node: cp.name,
+      subject: cp.name,
+      dependsOn: [stepId(cp.name, "prepare"), BACKUP_BUCKET_STEP],
+      description: "etcdutl, and the systemd timer that snapshots etcd to Cloud Storage (the etcd leader uploads)",
+      rerunWhenReplaced: [cp.name],
+    })),
+    {
+      id: SNAPSHOT_STEP,
+      kind: SNAPSHOT_STEP_KIND,
+      node: first.name,
+      subject: "cluster",
+      dependsOn: [stepId(first.name, "init"), stepId(first.name, "backup")],
+      description:
+        "etcd snapshot to Cloud Storage before risky changes: re-runs when controlPlaneCount or kubernetesVersion " +
+        "changes, before removed control planes leave",
+      rerunWhenReplaced: [],
+    },
+  ];
+}
+
 export function buildPlan(config: ClusterConfig): Plan {
   const release = kubernetesRelease(config.kubernetesVersion);
   const nodes = planNodes(config);
@@ -547,8 +618,20 @@ export function buildPlan(config: ClusterConfig): Plan {
     loadBalancing: planLoadBalancing(config, nodes, endpoint),
     nodes,
     firewall: planFirewall(config),
-    steps: planSteps(nodes),
+    steps: [...planSteps(nodes), ...planBackupSteps(nodes)],
+    backup: {
+      bucket: config.backupBucket || createdBucketPlaceholder(config.clusterName),
+      createBucket: config.backupBucket === "",
+      retentionDays: config.backupRetentionDays,
+      schedule: config.backupSchedule,
+      etcdVersion: release.etcdVersion,
+    },
   };
+}
+
+/** The plan with the bucket Pulumi named at deploy time (a created bucket's name is random). */
+export function withBackupBucket(plan: Plan, bucket: string): Plan {
+  return { ...plan, backup: { ...plan.backup, bucket } };
 }
 
 /** Length (in steps) of the longest dependency chain, and one such chain. */

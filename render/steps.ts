@@ -3,6 +3,7 @@
 // Pulumi bootstrap component and cli/render.ts both call renderStepCommand, so the render is
 // exactly what `pulumi up` sends (deploy-time secrets and the external IP aside). Pure.
 
+import { BACKUP_UNIT, backupVariables, renderBackupEnvFile, renderBackupService, renderBackupTimer } from "./backup";
 import { StagedFile, renderBundle } from "./bundle";
 import { calicoManifestUrls, renderCalicoResources } from "./calico";
 import { ClusterConfig } from "./config";
@@ -16,7 +17,7 @@ import {
   renderJoinConfiguration,
 } from "./kubeadm";
 import { DELETE_ONLY_KINDS, Plan, PlannedNode, SSH_USER, Step, StepKind, runsOnDeployer } from "./plan";
-import { SUPPORTED_KUBERNETES, releaseTable } from "./versions";
+import { SUPPORTED_KUBERNETES, etcdReleaseUrl, releaseTable } from "./versions";
 
 /** Everything decided at deploy time: join secrets, the cluster CA, the SSH key and the external address. */
 export interface DeployValues extends JoinSecrets, EndpointAddresses {
@@ -26,7 +27,8 @@ export interface DeployValues extends JoinSecrets, EndpointAddresses {
   readonly sshPrivateKey: string;
 }
 
-export type StagedFileKind = "kubeadm-config" | "haproxy-config" | "manifest" | "registries-config" | "other";
+export type StagedFileKind =
+  "kubeadm-config" | "haproxy-config" | "manifest" | "registries-config" | "systemd-unit" | "other";
 
 export interface StepFile extends StagedFile {
   readonly kind: StagedFileKind;
@@ -133,6 +135,8 @@ interface StepSpec {
   script: string;
   env: Record<string, string>;
   files: StepFile[];
+  /** Scripts the step installs on the machine, staged with it. */
+  extraScripts?: string[];
 }
 
 function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: DeployValues | undefined): StepSpec {
@@ -302,13 +306,67 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
       };
     case "kubeconfig":
       return { script: "kubeconfig.sh", env: {}, files: [] };
+    case "backup":
+    case "snapshot":
+      return backupSpec(config, plan, step, node(step.node));
     case "removal":
       throw new Error(`step ${step.id} only acts when deleted; it has no create command`);
     case "vm":
     case "network":
     case "load-balancer":
+    case "backup-bucket":
       throw new Error(`step ${step.id} creates GCP resources; it has no command`);
   }
+}
+
+/**
+ * backup: install etcdutl, etcd-backup.sh and its systemd service + timer on a control plane.
+ * snapshot: run etcd-backup.sh once, now, whichever member this is (before risky changes). Its
+ * inputs carry the control-plane count and Kubernetes version, so a change of either changes the
+ * step and runs it again.
+ */
+function backupSpec(config: ClusterConfig, plan: Plan, step: Step, host: PlannedNode): StepSpec {
+  const backup = {
+    bucket: plan.backup.bucket,
+    clusterName: config.clusterName,
+    nodeName: host.name,
+    etcdVersion: plan.backup.etcdVersion,
+  };
+  if (step.kind === "snapshot") {
+    return {
+      script: "etcd-backup.sh",
+      env: {
+        ...backupVariables({ ...backup, reason: "pre-change" }),
+        CONTROL_PLANE_COUNT: String(config.controlPlaneCount),
+        KUBERNETES_VERSION: plan.cluster.kubernetesPatch,
+      },
+      files: [],
+    };
+  }
+  return {
+    script: "backup-install.sh",
+    env: {
+      ETCD_VERSION: plan.backup.etcdVersion,
+      ETCD_RELEASE_URL: etcdReleaseUrl(plan.backup.etcdVersion),
+      BACKUP_UNIT,
+    },
+    files: [
+      { name: `${BACKUP_UNIT}.service`, content: renderBackupService(), mode: 0o644, kind: "systemd-unit" },
+      {
+        name: `${BACKUP_UNIT}.timer`,
+        content: renderBackupTimer(plan.backup.schedule),
+        mode: 0o644,
+        kind: "systemd-unit",
+      },
+      {
+        name: "etcd-backup.env",
+        content: renderBackupEnvFile({ ...backup, reason: "scheduled" }),
+        mode: 0o600,
+        kind: "other",
+      },
+    ],
+    extraScripts: ["etcd-backup.sh"],
+  };
 }
 
 export function renderStepCommand(
@@ -329,6 +387,7 @@ export function renderStepCommand(
       script: spec.script,
       env: spec.env,
       files: spec.files,
+      extraScripts: spec.extraScripts,
       // Login checks run on the deploying machine: nothing of them stays there.
       stage: runsOnDeployer(step) ? "temporary" : "machine",
     },

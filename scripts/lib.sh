@@ -163,7 +163,8 @@ require_env() {
 kctl() { kubectl --kubeconfig "$(root_path "${KUBECONFIG_PATH:-/etc/kubernetes/admin.conf}")" --request-timeout=20s "$@"; }
 
 # etcdctl inside the local etcd static pod (its image carries etcdctl), authenticated with the
-# kubeadm-generated etcd certificates.
+# kubeadm-generated etcd certificates. ETCDCTL_TIMEOUT (default 10s) bounds each command; a snapshot
+# of a large database needs longer.
 etcdctl_local() {
   local id
   id="$(crictl ps --name '^etcd$' --state running -q 2>/dev/null | head -n 1)"
@@ -172,7 +173,7 @@ etcdctl_local() {
     --cacert=/etc/kubernetes/pki/etcd/ca.crt \
     --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt \
     --key=/etc/kubernetes/pki/etcd/healthcheck-client.key \
-    --command-timeout=10s "$@"
+    --command-timeout="${ETCDCTL_TIMEOUT:-10s}" "$@"
 }
 
 # listening_on <port>: something accepts TCP connections on that local port.

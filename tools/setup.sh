@@ -12,7 +12,7 @@ set -euo pipefail
 
 HA_K8S_CACHE="${HA_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha-k8s}"
 NODE_PACKAGE_VERSION="24.21.0"
-APT_PACKAGES=(haproxy shellcheck bats bats-assert bats-support openssl curl jq iproute2 procps cloud-init openssh-server)
+APT_PACKAGES=(haproxy shellcheck bats bats-assert bats-support openssl curl jq iproute2 procps cloud-init openssh-server systemd)
 
 setup_log() { printf 'setup: %s\n' "$*" >&2; }
 

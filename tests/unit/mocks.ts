@@ -39,6 +39,9 @@ function fakeState(type: string, name: string, inputs: Record<string, unknown>):
       return { ...inputs, address: inputs.address ?? `203.0.113.${(name.length * 7) % 250}` };
     case "gcp:compute/instance:Instance":
       return { ...inputs, instanceId: `id-${name}`, selfLink: `https://compute/${name}` };
+    case "gcp:storage/bucket:Bucket":
+      // Pulumi names a bucket without a name: <resource name>-<7 random hex digits>.
+      return { ...inputs, name: inputs.name ?? `${name}-0a1b2c3` };
     case "gcp:serviceaccount/account:Account":
       return { ...inputs, email: `${inputs.accountId}@project.iam.gserviceaccount.com` };
     case "tls:index/privateKey:PrivateKey":

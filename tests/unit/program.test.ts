@@ -33,7 +33,15 @@ describe("GCP resources", () => {
     expect(count(T.instance)).toBe(6);
     expect(count(T.address)).toBe(6 + 1); // one static internal address per VM (the lone LB's is the endpoint) + the external one
     expect(count(T.command)).toBe(devPlan.steps.filter(runsOnMachine).length);
-    for (const type of ["Network", "LoadBalancer", "NodePool", "ClusterBootstrap", "ClusterAccess", "ClusterPki"]) {
+    for (const type of [
+      "Network",
+      "LoadBalancer",
+      "NodePool",
+      "ClusterBootstrap",
+      "ClusterAccess",
+      "ClusterPki",
+      "ClusterBackup",
+    ]) {
       expect(count(`ha-k8s:index:${type}`)).toBe(1);
     }
   });
@@ -117,6 +125,7 @@ describe("bootstrap commands", () => {
         const dep = devPlan.steps.find((s) => s.id === id)!;
         if (dep.kind === "network") return "ha-k8s-dev-network"; // the Network component: all of it
         if (dep.kind === "load-balancer") return "ha-k8s-dev-lb"; // the LoadBalancer component
+        if (dep.kind === "backup-bucket") return "ha-k8s-dev-backup"; // the ClusterBackup component
         return dep.kind === "vm" ? dep.node : id.replace("/", "-");
       });
       expect([step.id, commandFor(dev, step.id).dependsOn]).toEqual([step.id, expected]);
