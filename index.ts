@@ -26,7 +26,7 @@ export = async () => {
   const config = loadClusterConfig({ requireProject: !pulumi.runtime.isDryRun() });
   // Read back by the next deployment to refuse changes that would risk etcd or rebuild everything.
   const guarded = await assertSafeChange(config);
-  const plan = buildPlan(config);
+  const plan = buildPlan(config, guarded.deployed);
   const cluster = config.clusterName;
   const slots = parallelismWarning(plan, engineParallelism());
   if (slots) pulumi.log.warn(slots);
@@ -66,7 +66,10 @@ export = async () => {
     clusterName: cluster,
     controlPlaneCount: guarded.controlPlaneCount,
     immutableSettings: guarded.immutableSettings,
-    kubernetesVersion: plan.cluster.kubernetesPatch,
+    // Only once the last verification (of the upgrade, when there is one) has passed: until then
+    // the next run reads the version the cluster ran before, and resumes an unfinished upgrade.
+    kubernetesVersion: bootstrap.verified.apply(() => plan.cluster.kubernetesPatch),
+    createdWithKubernetes: plan.cluster.createdWithVersion,
     controlPlaneEndpoint: `${plan.endpoint.internalIp}:${plan.endpoint.port}`,
     loadBalancerInternalIp: loadBalancer.internalIp,
     loadBalancerExternalIp: loadBalancer.externalIp,

@@ -60,6 +60,8 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
   readonly commands: ReadonlyMap<string, StepCommandResource>;
   /** admin.conf pointed at the load balancer's external address; secret. */
   readonly kubeconfig: pulumi.Output<string>;
+  /** Resolves once the deployment's last verification (the upgrade's, when there is one) has passed. */
+  readonly verified: pulumi.Output<string>;
 
   constructor(name: string, args: ClusterBootstrapArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ha-k8s:index:ClusterBootstrap", name, {}, opts);
@@ -117,6 +119,9 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     }
     this.commands = commands;
 
+    const lastVerification =
+      plan.steps.find((s) => s.kind === "upgrade-verify") ?? plan.steps.find((s) => s.kind === "verify");
+    this.verified = lastVerification ? commands.get(lastVerification.id)!.stdout : pulumi.output("");
     const kubeconfigStep = plan.steps.find((s) => s.kind === "kubeconfig");
     const adminConf = kubeconfigStep ? commands.get(kubeconfigStep.id)!.stdout : pulumi.output("");
     this.kubeconfig = pulumi.secret(

@@ -5,7 +5,7 @@
 import { renderCloudConfig } from "./cloudinit";
 import { ClusterConfig } from "./config";
 import { renderHaproxyForPlan } from "./haproxy";
-import { Plan, buildPlan, runsOnDeployer, runsOnMachine } from "./plan";
+import { DeployedState, Plan, buildPlan, runsOnDeployer, runsOnMachine } from "./plan";
 import { RENDER_PLACEHOLDERS } from "./secrets";
 import { DeployValues, renderStepCommand, stepTraits } from "./steps";
 
@@ -53,8 +53,10 @@ export function renderAll(
   config: ClusterConfig,
   scriptSources: Readonly<Record<string, string>>,
   values: DeployValues = RENDER_PLACEHOLDERS,
+  /** What the stack's last deployment left: with an older version, the plan holds the upgrade. */
+  deployed: DeployedState = {},
 ): RenderResult {
-  const plan = buildPlan(config);
+  const plan = buildPlan(config, deployed);
   const files: RenderedFile[] = [
     { path: "loadbalancer/haproxy.cfg", content: renderHaproxyForPlan(plan), mode: 0o644, kind: "haproxy-config" },
   ];

@@ -8,7 +8,12 @@ export const BACKUP_UNIT = "ha-k8s-etcd-backup";
 export const BACKUP_SCRIPT_PATH = "/usr/local/lib/ha-k8s/etcd-backup.sh";
 export const BACKUP_ENV_PATH = "/etc/ha-k8s/etcd-backup.env";
 /** Where backup-install.sh puts etcdutl of the etcd release kubeadm runs. */
-export const etcdutlPath = (etcdVersion: string): string => `/usr/local/lib/ha-k8s/etcd-v${etcdVersion}/etcdutl`;
+/**
+ * Where the snapshot scripts find etcdutl: a link backup-install.sh points at the installed
+ * release's (…/etcd-v<version>/etcdutl). No version in it, so an etcd upgrade changes the install
+ * step only.
+ */
+export const ETCDUTL_PATH = "/usr/local/lib/ha-k8s/etcdutl";
 
 /**
  * The OAuth scope a control plane needs to upload (GCE access scopes cap what the metadata server's
@@ -271,7 +276,7 @@ export function backupVariables(env: BackupEnvironment): Record<string, string> 
     BACKUP_BUCKET: env.bucket,
     CLUSTER_NAME: env.clusterName,
     NODE_NAME: env.nodeName,
-    ETCDUTL: etcdutlPath(env.etcdVersion),
+    ETCDUTL: ETCDUTL_PATH,
     BACKUP_REASON: env.reason,
     BACKUP_LEADER_ONLY: env.reason === "scheduled" ? "true" : "false",
   };

@@ -38,6 +38,10 @@ export interface ClusterConfig {
   readonly backupRetentionDays: number;
   /** systemd calendar event of the scheduled snapshots. */
   readonly backupSchedule: string;
+  /** Workers drained and upgraded at the same time during a Kubernetes upgrade. */
+  readonly maxUnavailable: number;
+  /** How long a drain may wait for pods to leave (PodDisruptionBudgets) before the upgrade stops. */
+  readonly drainTimeoutSeconds: number;
 }
 
 type KeyKind = "string" | "integer" | "array";
@@ -64,6 +68,8 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyKind>> = {
   backupBucket: "string",
   backupRetentionDays: "integer",
   backupSchedule: "string",
+  maxUnavailable: "integer",
+  drainTimeoutSeconds: "integer",
 };
 
 export const SUPPORTED_CNIS = ["calico"] as const;
@@ -514,6 +520,32 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
     c.error("backupSchedule", `"${backupSchedule}" ${scheduleProblem}; allowed: ${SCHEDULE_FORMS}`);
   }
 
+  // Upgrades: how many workers at once, how long a drain may take.
+  const maxUnavailable = int("maxUnavailable");
+  if (maxUnavailable !== undefined && (maxUnavailable < 1 || maxUnavailable > MAX_WORKERS)) {
+    c.error(
+      "maxUnavailable",
+      `${maxUnavailable} is not allowed; use 1 to ${MAX_WORKERS} (workers drained and upgraded at the same time)`,
+    );
+  } else if (
+    maxUnavailable !== undefined &&
+    workerCount !== undefined &&
+    workerCount >= 2 &&
+    maxUnavailable > workerCount / 2
+  ) {
+    c.warn(
+      "maxUnavailable",
+      `${maxUnavailable} of ${workerCount} workers may be drained at once during an upgrade: more than half the capacity`,
+    );
+  }
+  const drainTimeoutSeconds = int("drainTimeoutSeconds");
+  if (drainTimeoutSeconds !== undefined && (drainTimeoutSeconds < 60 || drainTimeoutSeconds > 86400)) {
+    c.error(
+      "drainTimeoutSeconds",
+      `${drainTimeoutSeconds} is not allowed; use 60 to 86400 (seconds a drain may wait for pods to leave)`,
+    );
+  }
+
   if (c.errors.length > 0) return { errors: c.errors, warnings: c.warnings };
   return {
     config: {
@@ -539,6 +571,8 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
       backupBucket: backupBucket!,
       backupRetentionDays: backupRetentionDays!,
       backupSchedule: backupSchedule!,
+      maxUnavailable: maxUnavailable!,
+      drainTimeoutSeconds: drainTimeoutSeconds!,
     },
     errors: [],
     warnings: c.warnings,

@@ -6,7 +6,8 @@
 import { createdBucketPlaceholder } from "./backup";
 import { hostAddress, parseCidr } from "./cidr";
 import { ADDRESS_OFFSETS, ClusterConfig } from "./config";
-import { kubernetesRelease } from "./versions";
+import { kubernetesVersionChange, planUpgradeSteps } from "./upgrade";
+import { SUPPORTED_KUBERNETES, kubernetesRelease } from "./versions";
 
 export type Role = "control-plane" | "worker" | "loadbalancer";
 
@@ -49,7 +50,11 @@ export type StepKind =
   | "kubeconfig"
   | "backup-bucket"
   | "backup"
-  | "snapshot";
+  | "snapshot"
+  | "upgrade"
+  | "upgrade-drain"
+  | "upgrade-uncordon"
+  | "upgrade-verify";
 
 /** Steps that create GCP resources rather than run a command on a machine. */
 export const INFRASTRUCTURE_KINDS: ReadonlySet<StepKind> = new Set<StepKind>([
@@ -125,6 +130,25 @@ export interface Plan {
   readonly firewall: readonly FirewallRule[];
   readonly steps: readonly Step[];
   readonly backup: PlannedBackup;
+  /** A Kubernetes upgrade of the running cluster, when the configured version is newer than it runs. */
+  readonly upgrade?: PlannedUpgrade;
+}
+
+export interface PlannedUpgrade {
+  /** The patch the cluster runs. */
+  readonly from: string;
+  /** The patch it moves to (kubernetesPatch). */
+  readonly to: string;
+  readonly maxUnavailable: number;
+  readonly drainTimeoutSeconds: number;
+}
+
+/** What the stack's last deployment left (its outputs): empty on a first deployment. */
+export interface DeployedState {
+  /** The patch the cluster runs (output kubernetesVersion); a minor is accepted too (the offline render). */
+  readonly kubernetesVersion?: string;
+  /** The minor the cluster was created with (output createdWithKubernetes). */
+  readonly createdWithVersion?: string;
 }
 
 /** Where and when etcd snapshots go (render/backup.ts, components/backup.ts). */
@@ -596,8 +620,12 @@ function planBackupSteps(nodes: readonly PlannedNode[]): Step[] {
   ];
 }
 
-export function buildPlan(config: ClusterConfig): Plan {
+export function buildPlan(config: ClusterConfig, deployed: DeployedState = {}): Plan {
   const release = kubernetesRelease(config.kubernetesVersion);
+  const change = kubernetesVersionChange(deployed.kubernetesVersion, config.kubernetesVersion);
+  if (change.kind === "refused") throw new Error(`ha-k8s:kubernetesVersion: ${change.problem}`);
+  const deployedMinor = deployed.kubernetesVersion?.split(".").slice(0, 2).join(".");
+  const createdWithVersion = deployed.createdWithVersion ?? deployedMinor ?? config.kubernetesVersion;
   const nodes = planNodes(config);
   const parsed = parseCidr(config.subnetCidr);
   if ("error" in parsed) throw new Error(`subnetCidr ${config.subnetCidr} ${parsed.error}`);
@@ -608,7 +636,7 @@ export function buildPlan(config: ClusterConfig): Plan {
       region: config.region,
       kubernetesVersion: config.kubernetesVersion,
       kubernetesPatch: release.patch,
-      createdWithVersion: config.kubernetesVersion,
+      createdWithVersion,
       cni: config.cni,
       podCidr: config.podCidr,
       serviceCidr: config.serviceCidr,
@@ -618,15 +646,45 @@ export function buildPlan(config: ClusterConfig): Plan {
     loadBalancing: planLoadBalancing(config, nodes, endpoint),
     nodes,
     firewall: planFirewall(config),
-    steps: [...planSteps(nodes), ...planBackupSteps(nodes)],
+    steps: [
+      ...planSteps(nodes),
+      ...planBackupSteps(nodes),
+      // An upgrade starts once the cluster as configured is verified and etcd is snapshotted.
+      ...(change.kind === "upgrade"
+        ? planUpgradeSteps(nodes, change, [SNAPSHOT_STEP, "cluster/verify"], config.maxUnavailable, (w) =>
+            removalHost(
+              nodes.filter((n) => n.role === "control-plane"),
+              w as PlannedNode,
+            ),
+          )
+        : []),
+    ],
     backup: {
       bucket: config.backupBucket || createdBucketPlaceholder(config.clusterName),
       createBucket: config.backupBucket === "",
       retentionDays: config.backupRetentionDays,
       schedule: config.backupSchedule,
-      etcdVersion: release.etcdVersion,
+      // etcdutl follows the etcd that runs: during an upgrade still the old one (the snapshot before
+      // the upgrade is taken by it); the next pulumi up moves it.
+      etcdVersion: (change.kind === "upgrade" && runningRelease(change.from)?.etcdVersion) || release.etcdVersion,
     },
+    ...(change.kind === "upgrade"
+      ? {
+          upgrade: {
+            from: change.from,
+            to: change.to,
+            maxUnavailable: config.maxUnavailable,
+            drainTimeoutSeconds: config.drainTimeoutSeconds,
+          },
+        }
+      : {}),
   };
+}
+
+/** The supported release of a running patch's minor, if it is still supported. */
+function runningRelease(patch: string) {
+  const minor = patch.split(".").slice(0, 2).join(".");
+  return minor in SUPPORTED_KUBERNETES ? kubernetesRelease(minor) : undefined;
 }
 
 /** The plan with the bucket Pulumi named at deploy time (a created bucket's name is random). */

@@ -17,7 +17,14 @@ import {
   renderJoinConfiguration,
 } from "./kubeadm";
 import { DELETE_ONLY_KINDS, Plan, PlannedNode, SSH_USER, Step, StepKind, runsOnDeployer } from "./plan";
-import { SUPPORTED_KUBERNETES, etcdReleaseUrl, releaseTable } from "./versions";
+import {
+  SUPPORTED_KUBERNETES,
+  crioAptRepo,
+  etcdReleaseUrl,
+  kubernetesAptRepo,
+  kubernetesRelease,
+  releaseTable,
+} from "./versions";
 
 /** Everything decided at deploy time: join secrets, the cluster CA, the SSH key and the external address. */
 export interface DeployValues extends JoinSecrets, EndpointAddresses {
@@ -309,6 +316,11 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
     case "backup":
     case "snapshot":
       return backupSpec(config, plan, step, node(step.node));
+    case "upgrade":
+    case "upgrade-drain":
+    case "upgrade-uncordon":
+    case "upgrade-verify":
+      return upgradeSpec(config, plan, step, subject);
     case "removal":
       throw new Error(`step ${step.id} only acts when deleted; it has no create command`);
     case "vm":
@@ -316,6 +328,52 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
     case "load-balancer":
     case "backup-bucket":
       throw new Error(`step ${step.id} creates GCP resources; it has no command`);
+  }
+}
+
+/** The steps of a Kubernetes upgrade (render/upgrade.ts): everything about the target release. */
+function upgradeSpec(config: ClusterConfig, plan: Plan, step: Step, subject: PlannedNode | undefined): StepSpec {
+  const upgrade = plan.upgrade;
+  if (!upgrade) throw new Error(`step ${step.id} belongs to an upgrade, but the plan has none`);
+  const release = kubernetesRelease(config.kubernetesVersion);
+  const target = { K8S_VERSION: `v${upgrade.to}`, KUBECONFIG_PATH: ADMIN_KUBECONFIG };
+  const drain = { DRAIN_TIMEOUT_SECONDS: String(upgrade.drainTimeoutSeconds) };
+  switch (step.kind) {
+    case "upgrade": {
+      const first = plan.nodes.find((n) => n.role === "control-plane")!;
+      return {
+        script: "upgrade-node.sh",
+        env: {
+          NODE_NAME: subject!.name,
+          NODE_ROLE: subject!.role,
+          UPGRADE_ACTION: subject!.name === first.name ? "apply" : "node",
+          K8S_MINOR: config.kubernetesVersion,
+          K8S_DEB_VERSION: release.debVersion,
+          KUBERNETES_APT_REPO: kubernetesAptRepo(config.kubernetesVersion),
+          CRIO_APT_REPO: crioAptRepo(config.kubernetesVersion),
+          ...target,
+          ...drain,
+        },
+        files: [{ name: "crio.conf", content: renderCrioDropIn(config.kubernetesVersion), mode: 0o644, kind: "other" }],
+      };
+    }
+    case "upgrade-drain":
+      return { script: "upgrade-drain.sh", env: { NODE_NAME: subject!.name, ...target, ...drain }, files: [] };
+    case "upgrade-uncordon":
+      return { script: "upgrade-uncordon.sh", env: { NODE_NAME: subject!.name, ...target }, files: [] };
+    default:
+      return {
+        script: "upgrade-verify.sh",
+        env: {
+          EXPECTED_NODES: plan.nodes
+            .filter((n) => n.role !== "loadbalancer")
+            .map((n) => n.name)
+            .join(" "),
+          API_ENDPOINT: `${plan.endpoint.internalIp}:${plan.endpoint.port}`,
+          ...target,
+        },
+        files: [],
+      };
   }
 }
 

@@ -177,3 +177,38 @@ export function planUpgradeSteps(
   });
   return steps;
 }
+
+/** What the last deployment's outputs say, as far as an upgrade cares. */
+export interface PreviousDeployment {
+  readonly kubernetesVersion?: string;
+  readonly controlPlaneCount?: number;
+  readonly workerCount?: number;
+}
+
+/**
+ * Why this kubernetesVersion is refused on the running cluster (each naming the key and the allowed
+ * next step), and what the change is. An upgrade is also refused together with a change of the
+ * node counts: nodes joining or leaving while the control plane moves between versions would join
+ * with whichever version answers; one change per pulumi up.
+ */
+export function upgradeProblems(
+  previous: PreviousDeployment,
+  target: { kubernetesVersion: string; controlPlaneCount: number; workerCount: number },
+): { change: VersionChange; problems: string[] } {
+  const change = kubernetesVersionChange(previous.kubernetesVersion, target.kubernetesVersion);
+  const problems: string[] = [];
+  if (change.kind === "refused") problems.push(`ha-k8s:kubernetesVersion: ${change.problem}`);
+  if (change.kind === "upgrade") {
+    const scaled = [
+      ["controlPlaneCount", previous.controlPlaneCount, target.controlPlaneCount],
+      ["workerCount", previous.workerCount, target.workerCount],
+    ].filter(([, before, now]) => before !== undefined && before !== now);
+    for (const [key, before, now] of scaled) {
+      problems.push(
+        `ha-k8s:${key}: ${before} -> ${now} in the same pulumi up as the upgrade ${change.from} -> ${change.to} is refused: ` +
+          `nodes would join or leave while the control plane changes version; upgrade first (keep ${key} at ${before}), then scale`,
+      );
+    }
+  }
+  return { change, problems };
+}

@@ -51,6 +51,13 @@ else
   log "installed etcdutl $ETCD_VERSION in $LIB_DIR/etcd-v$ETCD_VERSION"
 fi
 
+# The snapshot scripts call etcdutl by a path that names no version (ETCDUTL), so moving etcdutl to
+# a new etcd (after a Kubernetes upgrade) changes only this step, not the snapshots' inputs.
+if [ "$(readlink "$(root_path "$LIB_DIR/etcdutl")" 2>/dev/null)" != "etcd-v$ETCD_VERSION/etcdutl" ]; then
+  ln -sfn "etcd-v$ETCD_VERSION/etcdutl" "$(root_path "$LIB_DIR/etcdutl")"
+  log "etcdutl now points at etcd $ETCD_VERSION's"
+fi
+
 install_file "$(staged etcd-backup.sh)" "$(root_path "$LIB_DIR/etcd-backup.sh")" 755 || true
 install_file "$(staged lib.sh)" "$(root_path "$LIB_DIR/lib.sh")" 644 || true
 install_file "$(staged etcd-backup.env)" "$(root_path /etc/ha-k8s/etcd-backup.env)" 600 || true

@@ -9,7 +9,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { etcdutlPath } from "../../render/backup";
+import { ETCDUTL_PATH } from "../../render/backup";
 import { PROJECT_DIR } from "../../render/project";
 import { DEFAULT_KUBERNETES_MINOR, kubernetesRelease } from "../../render/versions";
 import { requireTool } from "../tools";
@@ -80,7 +80,7 @@ live("etcd snapshots to a Cloud Storage server and back, on loopback", () => {
       BACKUP_BUCKET: BUCKET,
       CLUSTER_NAME: CLUSTER,
       NODE_NAME: member.name,
-      ETCDUTL: etcdutlPath(etcd.version),
+      ETCDUTL: ETCDUTL_PATH,
       BACKUP_REASON: "scheduled",
       BACKUP_LEADER_ONLY: "true",
       ...env,
@@ -243,7 +243,7 @@ live("etcd snapshots to a Cloud Storage server and back, on loopback", () => {
         MEMBER_PEER_URL: m.peerUrl,
         INITIAL_CLUSTER: initialCluster,
         CLUSTER_TOKEN: "ha-k8s-restore-test",
-        ETCDUTL: etcdutlPath(etcd.version),
+        ETCDUTL: ETCDUTL_PATH,
       };
       const restore = run("bash", [path.join(PROJECT_DIR, "scripts/etcd-restore.sh"), "restore"], env);
       expect([m.name, restore.status, restore.stderr]).toEqual([

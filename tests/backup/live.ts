@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as http from "http";
 import * as net from "net";
 import * as path from "path";
+import { ETCDUTL_PATH } from "../../render/backup";
 import { PROJECT_DIR } from "../../render/project";
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -188,6 +189,8 @@ export function makeMachine(root: string, tools: EtcdTools, pki: string, member?
   const etcdutlDir = path.join(root, `usr/local/lib/ha-k8s/etcd-v${tools.version}`);
   fs.mkdirSync(etcdutlDir, { recursive: true });
   fs.symlinkSync(path.join(tools.dir, "etcdutl"), path.join(etcdutlDir, "etcdutl"));
+  // …and the link the scripts use (ETCDUTL_PATH), as backup-install.sh makes it.
+  fs.symlinkSync(`etcd-v${tools.version}/etcdutl`, path.join(root, ETCDUTL_PATH.slice(1)));
   const bin = path.join(root, "test-bin");
   fs.mkdirSync(bin, { recursive: true });
   fs.writeFileSync(

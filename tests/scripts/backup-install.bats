@@ -32,6 +32,7 @@ installed() { echo "$HA_K8S_ROOT$1"; }
   assert_success
   assert_call_order "^curl .*https://github.test/.*/etcd-v3.6.8-linux-amd64.tar.gz$" "^curl .*/SHA256SUMS$" \
     "^systemctl daemon-reload" "^systemctl enable ha-k8s-etcd-backup.timer" "^systemctl restart ha-k8s-etcd-backup.timer"
+  [ "$(readlink "$(installed /usr/local/lib/ha-k8s/etcdutl)")" = etcd-v3.6.8/etcdutl ] # the path the scripts use
   run "$(installed /usr/local/lib/ha-k8s/etcd-v3.6.8/etcdutl)" version
   assert_line "etcdutl version: 3.6.8"
   [ ! -e "$(installed /usr/local/lib/ha-k8s/etcd-v3.6.8/etcd)" ] # only etcdutl
@@ -88,6 +89,7 @@ installed() { echo "$HA_K8S_ROOT$1"; }
   chmod +x "$(installed /usr/local/lib/ha-k8s/etcd-v3.6.8/etcdutl)"
   run_script backup-install.sh
   assert_success
+  [ "$(readlink "$(installed /usr/local/lib/ha-k8s/etcdutl)")" = etcd-v3.6.8/etcdutl ] # the path the scripts use
   run "$(installed /usr/local/lib/ha-k8s/etcd-v3.6.8/etcdutl)" version
   assert_line "etcdutl version: 3.6.8"
 }

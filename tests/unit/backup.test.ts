@@ -127,7 +127,7 @@ describe("files on the control planes", () => {
       "BACKUP_BUCKET=b-1",
       "CLUSTER_NAME=c",
       "NODE_NAME=c-cp-2",
-      "ETCDUTL=/usr/local/lib/ha-k8s/etcd-v3.6.8/etcdutl",
+      "ETCDUTL=/usr/local/lib/ha-k8s/etcdutl",
       "BACKUP_REASON=scheduled",
       "BACKUP_LEADER_ONLY=true",
       "",
