@@ -93,7 +93,7 @@ describe("the upgrade's step graph", () => {
     // Drains and uncordons run on the worker's control plane; the upgrade on the worker itself.
     expect(step("ha-k8s-worker-5/upgrade-drain").node).toBe("ha-k8s-cp-2");
     expect(step("ha-k8s-worker-5/upgrade").node).toBe("ha-k8s-worker-5");
-    expect(step("cluster/upgrade-verify").dependsOn.sort()).toEqual([
+    expect([...step("cluster/upgrade-verify").dependsOn].sort()).toEqual([
       "ha-k8s-worker-5/upgrade-uncordon",
       "ha-k8s-worker-6/upgrade-uncordon",
       "ha-k8s-worker-7/upgrade-uncordon",
