@@ -5,26 +5,36 @@
 
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterAccess } from "./components/access";
+import { ClusterBackup } from "./components/backup";
 import { ClusterBootstrap } from "./components/bootstrap";
-import { loadClusterConfig } from "./components/config";
+import { engineParallelism, loadClusterConfig } from "./components/config";
 import { assertSafeChange } from "./components/guard";
 import { LoadBalancer } from "./components/loadbalancer";
 import { Network } from "./components/network";
 import { NodePool } from "./components/nodes";
 import { ClusterPki } from "./components/pki";
 import { SSH_USER } from "./components/vm";
+import { parallelismWarning } from "./render/parallelism";
 import { buildPlan } from "./render/plan";
 
 export = async () => {
+  // The Pulumi SDK captures a stack trace for every output promise (runtime/debuggable.js; it only
+  // prints them to report leaked promises), and ts-node maps every frame through source maps: that
+  // was most of the program's time and garbage at a few hundred workers. One frame is enough for
+  // our errors, which carry their own messages; HA_K8S_FULL_STACK_TRACES=1 restores V8's default.
+  if (process.env.HA_K8S_FULL_STACK_TRACES !== "1") Error.stackTraceLimit = 1;
   const config = loadClusterConfig({ requireProject: !pulumi.runtime.isDryRun() });
   // Read back by the next deployment to refuse changes that would risk etcd or rebuild everything.
   const guarded = await assertSafeChange(config);
-  const plan = buildPlan(config);
+  const plan = buildPlan(config, guarded.deployed);
   const cluster = config.clusterName;
+  const slots = parallelismWarning(plan, engineParallelism());
+  if (slots) pulumi.log.warn(slots);
 
   const network = new Network(`${cluster}-network`, { config, plan });
   const access = new ClusterAccess(`${cluster}-access`, { config });
   const pki = new ClusterPki(`${cluster}-pki`, { clusterName: cluster });
+  const backup = new ClusterBackup(`${cluster}-backup`, { config, serviceAccountEmail: access.serviceAccountEmail });
   const machineArgs = {
     config,
     plan,
@@ -41,6 +51,8 @@ export = async () => {
     instances: new Map([...loadBalancer.instances, ...nodePool.instances]),
     network,
     loadBalancer,
+    backup,
+    backupBucket: backup.bucketName,
     externalIp: loadBalancer.externalIp,
     sshPrivateKey: access.sshPrivateKey,
     caCertPem: pki.caCertPem,
@@ -54,7 +66,10 @@ export = async () => {
     clusterName: cluster,
     controlPlaneCount: guarded.controlPlaneCount,
     immutableSettings: guarded.immutableSettings,
-    kubernetesVersion: plan.cluster.kubernetesPatch,
+    // Only once the last verification (of the upgrade, when there is one) has passed: until then
+    // the next run reads the version the cluster ran before, and resumes an unfinished upgrade.
+    kubernetesVersion: bootstrap.verified.apply(() => plan.cluster.kubernetesPatch),
+    createdWithKubernetes: plan.cluster.createdWithVersion,
     controlPlaneEndpoint: `${plan.endpoint.internalIp}:${plan.endpoint.port}`,
     loadBalancerInternalIp: loadBalancer.internalIp,
     loadBalancerExternalIp: loadBalancer.externalIp,
@@ -63,5 +78,6 @@ export = async () => {
     sshPrivateKey: access.sshPrivateKey,
     sshCommand: pulumi.interpolate`pulumi stack output --show-secrets sshPrivateKey > ${cluster}-ssh.key && chmod 600 ${cluster}-ssh.key && ssh -i ${cluster}-ssh.key ${SSH_USER}@${loadBalancer.externalIp}`,
     caCertHash: pki.caCertHash,
+    backupBucket: backup.bucketName,
   };
 };

@@ -9,7 +9,7 @@ import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
 import { publicKubeconfig } from "../render/kubeconfig";
-import { API_PORT, Plan, Step, runsOnDeployer } from "../render/plan";
+import { API_PORT, Plan, Step, runsOnDeployer, withBackupBucket } from "../render/plan";
 import { readScriptSources } from "../render/scripts";
 import {
   DeployValues,
@@ -31,6 +31,9 @@ export interface ClusterBootstrapArgs {
   readonly network: pulumi.Resource;
   /** The load balancer tier, the SSH path to every machine: commands wait for all of it. */
   readonly loadBalancer: pulumi.Resource;
+  /** The snapshot bucket and its IAM grant (components/backup.ts), and the bucket's name. */
+  readonly backup: pulumi.Resource;
+  readonly backupBucket: pulumi.Input<string>;
   /** The jump host's (and the API's) public address. */
   readonly externalIp: pulumi.Input<string>;
   readonly sshPrivateKey: pulumi.Input<string>;
@@ -57,6 +60,8 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
   readonly commands: ReadonlyMap<string, StepCommandResource>;
   /** admin.conf pointed at the load balancer's external address; secret. */
   readonly kubeconfig: pulumi.Output<string>;
+  /** Resolves once the deployment's last verification (the upgrade's, when there is one) has passed. */
+  readonly verified: pulumi.Output<string>;
 
   constructor(name: string, args: ClusterBootstrapArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ha-k8s:index:ClusterBootstrap", name, {}, opts);
@@ -104,12 +109,19 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         resources.set(step.id, instanceOf(step.node));
         continue;
       }
-      const cmd = this.stepCommand(step, config, plan, values, sources, connectionTo, instanceOf, resources);
+      if (step.kind === "backup-bucket") {
+        resources.set(step.id, args.backup);
+        continue;
+      }
+      const cmd = this.stepCommand(step, config, plan, values, sources, connectionTo, instanceOf, resources, args);
       resources.set(step.id, cmd);
       commands.set(step.id, cmd);
     }
     this.commands = commands;
 
+    const lastVerification =
+      plan.steps.find((s) => s.kind === "upgrade-verify") ?? plan.steps.find((s) => s.kind === "verify");
+    this.verified = lastVerification ? commands.get(lastVerification.id)!.stdout : pulumi.output("");
     const kubeconfigStep = plan.steps.find((s) => s.kind === "kubeconfig");
     const adminConf = kubeconfigStep ? commands.get(kubeconfigStep.id)!.stdout : pulumi.output("");
     this.kubeconfig = pulumi.secret(
@@ -127,13 +139,25 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     connectionTo: (node: string) => command.types.input.remote.ConnectionArgs,
     instanceOf: (node: string) => gcp.compute.Instance,
     resources: ReadonlyMap<string, pulumi.Resource>,
+    args: ClusterBootstrapArgs,
   ): StepCommandResource {
     const traits = stepTraits(step);
     const render = (v: DeployValues | undefined) => renderStepCommand(config, plan, step, v, sources);
     // Steps without secrets render now, in plain text, so `pulumi preview` shows their changes;
-    // the others wait for the deploy-time secrets and stay secret.
-    const plain = traits.secret ? undefined : render(undefined);
-    const stdin = traits.secret ? pulumi.secret(values.apply((v) => render(v).bundle ?? "")) : plain!.bundle;
+    // the others wait for the deploy-time secrets and stay secret. Backup steps name the bucket,
+    // which Pulumi names at deploy time when it creates it.
+    const usesBucket = step.kind === "backup" || step.kind === "snapshot";
+    const plain = traits.secret || usesBucket ? undefined : render(undefined);
+    const stdin = traits.secret
+      ? pulumi.secret(values.apply((v) => render(v).bundle ?? ""))
+      : usesBucket
+        ? pulumi
+            .output(args.backupBucket)
+            .apply(
+              (bucket) =>
+                renderStepCommand(config, withBackupBucket(plan, bucket), step, undefined, sources).bundle ?? "",
+            )
+        : plain!.bundle;
     const deleteCommand = renderStepDeleteCommand(plan, step, sources);
     const common = {
       stdin,

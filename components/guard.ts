@@ -1,15 +1,22 @@
 // Refuses unsafe transitions before any resource is registered, by reading this stack's own outputs
 // from its previous deployment (a StackReference to itself: pulumi/pulumi#3722). The program awaits
 // it first, so a refusal fails `pulumi preview` and `pulumi up` before the engine touches anything.
+// The outputs are registered only once the deployment's last verification has passed (index.ts),
+// so a failed update leaves the previous ones: an upgrade that stopped half-way is still an upgrade
+// on the next run, which resumes it.
 
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
 import { ImmutableSettings, controlPlaneChangeProblem, immutableSettingsProblems } from "../render/changes";
+import { DeployedState } from "../render/plan";
+import { upgradeProblems } from "../render/upgrade";
 
-/** What the next deployment reads back (exported as stack outputs). */
+/** What the next deployment reads back (exported as stack outputs), and what the last one left. */
 export interface GuardedSettings {
   readonly controlPlaneCount: number;
   readonly immutableSettings: ImmutableSettings;
+  /** The running cluster's version and the version it was created with (buildPlan's input). */
+  readonly deployed: DeployedState;
 }
 
 export async function assertSafeChange(config: ClusterConfig): Promise<GuardedSettings> {
@@ -23,10 +30,15 @@ export async function assertSafeChange(config: ClusterConfig): Promise<GuardedSe
     podCidr: config.podCidr,
     serviceCidr: config.serviceCidr,
   };
-  const [previousCount, previousSettings] = await Promise.all([
+  const [previousCount, previousSettings, previousVersion, createdWith, previousNodes] = await Promise.all([
     self.getOutputDetails("controlPlaneCount"),
     self.getOutputDetails("immutableSettings"),
+    self.getOutputDetails("kubernetesVersion"),
+    self.getOutputDetails("createdWithKubernetes"),
+    self.getOutputDetails("nodes"),
   ]);
+  const text = (value: unknown) => (typeof value === "string" ? value : undefined);
+  const nodes = Array.isArray(previousNodes.value) ? (previousNodes.value as { role?: string }[]) : undefined;
   const problems = immutableSettingsProblems(
     previousSettings.value as Partial<ImmutableSettings> | undefined,
     settings,
@@ -36,6 +48,19 @@ export async function assertSafeChange(config: ClusterConfig): Promise<GuardedSe
     config.controlPlaneCount,
   );
   if (scale) problems.push(`ha-k8s:controlPlaneCount: ${scale}`);
+  const deployed: DeployedState = {
+    kubernetesVersion: text(previousVersion.value),
+    createdWithVersion: text(createdWith.value),
+  };
+  const upgrade = upgradeProblems(
+    {
+      kubernetesVersion: deployed.kubernetesVersion,
+      controlPlaneCount: typeof previousCount.value === "number" ? previousCount.value : undefined,
+      workerCount: nodes?.filter((n) => n.role === "worker").length,
+    },
+    config,
+  );
+  problems.push(...upgrade.problems);
   if (problems.length > 0) throw new pulumi.RunError(`Refusing this change:\n  - ${problems.join("\n  - ")}`);
-  return { controlPlaneCount: config.controlPlaneCount, immutableSettings: settings };
+  return { controlPlaneCount: config.controlPlaneCount, immutableSettings: settings, deployed };
 }

@@ -4,6 +4,7 @@
 
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
+import { STORAGE_SCOPE } from "../render/backup";
 import { ClusterConfig } from "../render/config";
 import { renderCloudConfig } from "../render/cloudinit";
 import { Plan, PlannedNode, SSH_USER, names } from "../render/plan";
@@ -36,7 +37,23 @@ export interface VmArgs extends MachineArgs {
  * replace every such VM at once (all control planes: etcd loses quorum). So those changes apply to
  * new VMs only; existing ones are rolled one at a time on purpose (README, "Operating the cluster").
  */
-export const ROLL_EXPLICITLY = ["bootDisk.initializeParams.image", "machineType", "zone"];
+export const ROLL_EXPLICITLY = [
+  "bootDisk.initializeParams.image",
+  "machineType",
+  "zone",
+  // Scopes change only on a stopped VM (allowStoppingForUpdate is off): control planes created
+  // before backups existed keep theirs until rolled (README, "Backups on existing clusters").
+  "serviceAccount.scopes",
+];
+
+/**
+ * OAuth scopes of a machine's service account. Control planes also upload etcd snapshots
+ * (render/backup.ts STORAGE_SCOPE); IAM limits that to creating objects in the backup bucket.
+ */
+export function scopesFor(role: PlannedNode["role"]): string[] {
+  const base = ["https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring.write"];
+  return role === "control-plane" ? [...base, STORAGE_SCOPE] : base;
+}
 
 export function createVm(
   parent: pulumi.Resource,
@@ -90,7 +107,7 @@ export function createVm(
       },
       serviceAccount: {
         email: args.serviceAccountEmail,
-        scopes: ["https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring.write"],
+        scopes: scopesFor(node.role),
       },
       scheduling: { automaticRestart: true, onHostMaintenance: "MIGRATE" },
       allowStoppingForUpdate: false,

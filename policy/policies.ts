@@ -13,6 +13,7 @@ import {
   Environment,
   Resource,
   Violation,
+  bucketNotPublic,
   controlPlaneQuorum,
   noExternalIpOnNodes,
   noWorldOpenSensitivePorts,
@@ -56,6 +57,11 @@ export const resourcePolicies: (ResourceValidationPolicy & { validateResource: R
   ),
   resourcePolicy("no-external-ip-on-nodes", "control planes and workers have no external IP", noExternalIpOnNodes),
   resourcePolicy("shielded-vm", "every VM is a Shielded VM", shieldedVm),
+  resourcePolicy(
+    "bucket-not-public",
+    "every bucket (the etcd snapshots) has public access prevention enforced and uniform bucket-level access",
+    bucketNotPublic,
+  ),
 ];
 
 export const stackPolicy: StackValidationPolicy & { validateStack: StackValidation } = {

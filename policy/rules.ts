@@ -20,6 +20,7 @@ export interface Violation {
 
 export const INSTANCE = "gcp:compute/instance:Instance";
 export const FIREWALL = "gcp:compute/firewall:Firewall";
+export const BUCKET = "gcp:storage/bucket:Bucket";
 const SENSITIVE_PORTS: readonly [number, number][] = [
   [22, 22],
   [6443, 6443],
@@ -100,6 +101,22 @@ export function shieldedVm(r: Resource): Violation[] {
       ];
 }
 
+/**
+ * Every bucket (the etcd snapshots hold every Secret of the cluster) has public access prevention
+ * enforced and uniform bucket-level access (IAM only, no object ACLs) - @pulumi/gcp storage.Bucket's
+ * publicAccessPrevention and uniformBucketLevelAccess.
+ */
+export function bucketNotPublic(r: Resource): Violation[] {
+  if (r.type !== BUCKET) return [];
+  const missing = [
+    ...(r.props.publicAccessPrevention === "enforced" ? [] : ['public access prevention "enforced"']),
+    ...(r.props.uniformBucketLevelAccess === true ? [] : ["uniform bucket-level access"]),
+  ];
+  return missing.length === 0
+    ? []
+    : [{ rule: "bucket-not-public", resource: r.name, message: `bucket ${r.name} lacks ${missing.join(" and ")}` }];
+}
+
 /** prod: an odd number of control planes, at least 3 (etcd needs a majority to survive a loss). */
 export function controlPlaneQuorum(resources: readonly Resource[], env: Environment): Violation[] {
   if (env !== "prod") return [];
@@ -108,7 +125,13 @@ export function controlPlaneQuorum(resources: readonly Resource[], env: Environm
   return [{ rule: "control-plane-quorum", message: `${count} control planes; prod needs an odd number, at least 3` }];
 }
 
-export const RESOURCE_RULES = [noWorldOpenSensitivePorts, nodeMachineTypeBigEnough, noExternalIpOnNodes, shieldedVm];
+export const RESOURCE_RULES = [
+  noWorldOpenSensitivePorts,
+  nodeMachineTypeBigEnough,
+  noExternalIpOnNodes,
+  shieldedVm,
+  bucketNotPublic,
+];
 
 /** Every violation of every rule, for a whole stack. */
 export function checkStack(resources: readonly Resource[], env: Environment): Violation[] {

@@ -5,7 +5,7 @@
 import { renderCloudConfig } from "./cloudinit";
 import { ClusterConfig } from "./config";
 import { renderHaproxyForPlan } from "./haproxy";
-import { Plan, buildPlan, runsOnDeployer, runsOnMachine } from "./plan";
+import { DeployedState, Plan, buildPlan, runsOnDeployer, runsOnMachine } from "./plan";
 import { RENDER_PLACEHOLDERS } from "./secrets";
 import { DeployValues, renderStepCommand, stepTraits } from "./steps";
 
@@ -13,11 +13,20 @@ import { DeployValues, renderStepCommand, stepTraits } from "./steps";
  * What consumes a file, so the artifact suite knows which real tool checks it:
  * kubeadm-config → `kubeadm config validate`; haproxy-config → `haproxy -c`; script → `bash -n` +
  * shellcheck; manifest → YAML parse + consistency with the config; cloud-config → cloud-init's schema
- * and `sshd -t` on the sshd drop-in; registries-config → TOML parse + the mirror it names; plan →
+ * and `sshd -t` on the sshd drop-in; registries-config → TOML parse + the mirror it names;
+ * systemd-unit → `systemd-analyze verify` (and `systemd-analyze calendar` on a timer's schedule); plan →
  * JSON; other → nothing.
  */
 export type RenderedKind =
-  "plan" | "kubeadm-config" | "haproxy-config" | "script" | "manifest" | "cloud-config" | "registries-config" | "other";
+  | "plan"
+  | "kubeadm-config"
+  | "haproxy-config"
+  | "script"
+  | "manifest"
+  | "cloud-config"
+  | "registries-config"
+  | "systemd-unit"
+  | "other";
 
 export interface RenderedFile {
   /** Path relative to the output directory, e.g. "plan.json" or "ha-k8s-cp-1/02-init.sh". */
@@ -44,8 +53,10 @@ export function renderAll(
   config: ClusterConfig,
   scriptSources: Readonly<Record<string, string>>,
   values: DeployValues = RENDER_PLACEHOLDERS,
+  /** What the stack's last deployment left: with an older version, the plan holds the upgrade. */
+  deployed: DeployedState = {},
 ): RenderResult {
-  const plan = buildPlan(config);
+  const plan = buildPlan(config, deployed);
   const files: RenderedFile[] = [
     { path: "loadbalancer/haproxy.cfg", content: renderHaproxyForPlan(plan), mode: 0o644, kind: "haproxy-config" },
   ];

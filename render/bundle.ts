@@ -24,6 +24,8 @@ export interface BundleInput {
   readonly script: string;
   readonly env: Readonly<Record<string, string>>;
   readonly files?: readonly StagedFile[];
+  /** Further scripts (in scripts/) the step installs on the machine; staged next to the others. */
+  readonly extraScripts?: readonly string[];
   /** "machine" (default): a per-step directory that stays; "temporary": mktemp, removed at exit. */
   readonly stage?: "machine" | "temporary";
 }
@@ -82,7 +84,7 @@ export function renderBundle(input: BundleInput, sources: Readonly<Record<string
     "set -euo pipefail",
     "umask 077",
     ...stageLines,
-    ...["lib.sh", input.script].map((name) => heredoc(name, source(name), 0o700)),
+    ...["lib.sh", input.script, ...(input.extraScripts ?? [])].map((name) => heredoc(name, source(name), 0o700)),
     heredoc("env", env, 0o600),
     ...(input.files ?? []).map((file) => heredoc(file.name, file.content, file.mode)),
     "rc=0",

@@ -2,6 +2,7 @@
 // offline render (cli/render.ts) pass their raw stack values through resolveConfig, so both report
 // the same problems with the same words, all at once, before anything is created. Pure: no Pulumi.
 
+import { SCHEDULE_FORMS, bucketNameProblem, calendarProblem, createdBucketResourceName } from "./backup";
 import { Ipv4Cidr, PRIVATE_RANGES, cidrToString, isPrivate, overlaps, parseCidr } from "./cidr";
 import { GCE_NAME, KNOWN_MACHINE_FAMILIES, REGION_ZONES, machineShape, zonesOfRegion } from "./gce";
 import { SUPPORTED_KUBERNETES } from "./versions";
@@ -31,6 +32,16 @@ export interface ClusterConfig {
   readonly adminCidrs: readonly string[];
   /** A docker.io mirror CRI-O pulls through (host[:port][/path]); undefined: straight from docker.io. */
   readonly registryMirror?: string;
+  /** An existing Cloud Storage bucket for etcd snapshots; empty: the program creates one. */
+  readonly backupBucket: string;
+  /** Days the created bucket keeps a snapshot. */
+  readonly backupRetentionDays: number;
+  /** systemd calendar event of the scheduled snapshots. */
+  readonly backupSchedule: string;
+  /** Workers drained and upgraded at the same time during a Kubernetes upgrade. */
+  readonly maxUnavailable: number;
+  /** How long a drain may wait for pods to leave (PodDisruptionBudgets) before the upgrade stops. */
+  readonly drainTimeoutSeconds: number;
 }
 
 type KeyKind = "string" | "integer" | "array";
@@ -54,6 +65,11 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyKind>> = {
   cni: "string",
   adminCidrs: "array",
   registryMirror: "string",
+  backupBucket: "string",
+  backupRetentionDays: "integer",
+  backupSchedule: "string",
+  maxUnavailable: "integer",
+  drainTimeoutSeconds: "integer",
 };
 
 export const SUPPORTED_CNIS = ["calico"] as const;
@@ -63,6 +79,7 @@ export const REGISTRY_LOCATION = new RegExp(
 );
 export const MAX_CONTROL_PLANES = 7;
 export const MAX_WORKERS = 5000;
+export const MAX_BACKUP_RETENTION_DAYS = 3650;
 /** Node prefix length kube-controller-manager allocates from the pod CIDR (its default, /24). */
 export const NODE_POD_PREFIX = 24;
 
@@ -464,6 +481,70 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
         `e.g. mirror.gcr.io or europe-docker.pkg.dev/my-project/docker-hub (or leave it empty for no mirror)`,
     );
   }
+  // etcd backups (render/backup.ts has the naming and schedule rules).
+  const backupBucket = str("backupBucket");
+  if (backupBucket !== undefined && backupBucket !== "") {
+    const problem = bucketNameProblem(backupBucket);
+    if (problem) c.error("backupBucket", `"${backupBucket}" is not a Cloud Storage bucket name: it ${problem}`);
+    if ("backupRetentionDays" in stackValues) {
+      c.warn(
+        "backupRetentionDays",
+        `has no effect with ${PROJECT}:backupBucket set: the program sets the lifecycle of the bucket it creates only; ` +
+          `give "${backupBucket}" its own lifecycle rule`,
+      );
+    }
+  } else if (
+    backupBucket === "" &&
+    clusterName !== undefined &&
+    bucketNameProblem(createdBucketResourceName(clusterName))
+  ) {
+    c.error(
+      "backupBucket",
+      `is empty, so the program would create "${createdBucketResourceName(clusterName)}-…", which Cloud Storage refuses ` +
+        `(it ${bucketNameProblem(createdBucketResourceName(clusterName))}); name an existing bucket or change ${PROJECT}:clusterName`,
+    );
+  }
+  const backupRetentionDays = int("backupRetentionDays");
+  if (
+    backupRetentionDays !== undefined &&
+    (backupRetentionDays < 1 || backupRetentionDays > MAX_BACKUP_RETENTION_DAYS)
+  ) {
+    c.error(
+      "backupRetentionDays",
+      `${backupRetentionDays} is not allowed; use 1 to ${MAX_BACKUP_RETENTION_DAYS} (days a snapshot is kept)`,
+    );
+  }
+  const backupSchedule = str("backupSchedule");
+  const scheduleProblem = backupSchedule === undefined ? undefined : calendarProblem(backupSchedule);
+  if (scheduleProblem) {
+    c.error("backupSchedule", `"${backupSchedule}" ${scheduleProblem}; allowed: ${SCHEDULE_FORMS}`);
+  }
+
+  // Upgrades: how many workers at once, how long a drain may take.
+  const maxUnavailable = int("maxUnavailable");
+  if (maxUnavailable !== undefined && (maxUnavailable < 1 || maxUnavailable > MAX_WORKERS)) {
+    c.error(
+      "maxUnavailable",
+      `${maxUnavailable} is not allowed; use 1 to ${MAX_WORKERS} (workers drained and upgraded at the same time)`,
+    );
+  } else if (
+    maxUnavailable !== undefined &&
+    workerCount !== undefined &&
+    workerCount >= 2 &&
+    maxUnavailable > workerCount / 2
+  ) {
+    c.warn(
+      "maxUnavailable",
+      `${maxUnavailable} of ${workerCount} workers may be drained at once during an upgrade: more than half the capacity`,
+    );
+  }
+  const drainTimeoutSeconds = int("drainTimeoutSeconds");
+  if (drainTimeoutSeconds !== undefined && (drainTimeoutSeconds < 60 || drainTimeoutSeconds > 86400)) {
+    c.error(
+      "drainTimeoutSeconds",
+      `${drainTimeoutSeconds} is not allowed; use 60 to 86400 (seconds a drain may wait for pods to leave)`,
+    );
+  }
 
   if (c.errors.length > 0) return { errors: c.errors, warnings: c.warnings };
   return {
@@ -487,6 +568,11 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
       cni: cni as "calico",
       adminCidrs: adminCidrs!,
       registryMirror: registryMirror || undefined,
+      backupBucket: backupBucket!,
+      backupRetentionDays: backupRetentionDays!,
+      backupSchedule: backupSchedule!,
+      maxUnavailable: maxUnavailable!,
+      drainTimeoutSeconds: drainTimeoutSeconds!,
     },
     errors: [],
     warnings: c.warnings,

@@ -6,7 +6,7 @@
 import { stringify } from "yaml";
 import { ClusterConfig } from "./config";
 import { API_PORT, Plan, PlannedNode } from "./plan";
-import { kubernetesRelease } from "./versions";
+import { SUPPORTED_KUBERNETES, kubernetesRelease } from "./versions";
 
 export const KUBEADM_API = "kubeadm.k8s.io/v1beta4";
 export const CRI_SOCKET = "unix:///var/run/crio/crio.sock";
@@ -61,7 +61,14 @@ export function renderInitConfiguration(
   secrets: JoinSecrets,
   addresses: EndpointAddresses,
 ): string {
-  const release = kubernetesRelease(config.kubernetesVersion);
+  // The version the cluster was created with, so an upgrade does not change what init was given
+  // (init does not run again on a running cluster; upgrades go through kubeadm upgrade). A minor no
+  // longer supported falls back to the configured one.
+  const minor =
+    plan.cluster.createdWithVersion in SUPPORTED_KUBERNETES
+      ? plan.cluster.createdWithVersion
+      : config.kubernetesVersion;
+  const release = kubernetesRelease(minor);
   return yamlDocuments([
     {
       apiVersion: KUBEADM_API,

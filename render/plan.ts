@@ -3,9 +3,13 @@
 // exactly this (one resource or command per entry) and the render writes it as plan.json, so the
 // offline view and `pulumi up` cannot disagree. Pure: no Pulumi, no I/O.
 
+import { createdBucketPlaceholder } from "./backup";
 import { hostAddress, parseCidr } from "./cidr";
 import { ADDRESS_OFFSETS, ClusterConfig } from "./config";
-import { kubernetesRelease } from "./versions";
+import { API_PORT, names } from "./names";
+import { planFirewall, planLoadBalancing } from "./network-plan";
+import { kubernetesVersionChange, planUpgradeSteps } from "./upgrade";
+import { SUPPORTED_KUBERNETES, kubernetesRelease } from "./versions";
 
 export type Role = "control-plane" | "worker" | "loadbalancer";
 
@@ -45,10 +49,22 @@ export type StepKind =
   | "ready"
   | "removal"
   | "verify"
-  | "kubeconfig";
+  | "kubeconfig"
+  | "backup-bucket"
+  | "backup"
+  | "snapshot"
+  | "upgrade"
+  | "upgrade-drain"
+  | "upgrade-uncordon"
+  | "upgrade-verify";
 
 /** Steps that create GCP resources rather than run a command on a machine. */
-export const INFRASTRUCTURE_KINDS: ReadonlySet<StepKind> = new Set<StepKind>(["network", "vm", "load-balancer"]);
+export const INFRASTRUCTURE_KINDS: ReadonlySet<StepKind> = new Set<StepKind>([
+  "network",
+  "vm",
+  "load-balancer",
+  "backup-bucket",
+]);
 /** The machine that runs `pulumi up`: login checks run there (local commands), not over the provider's SSH. */
 export const DEPLOYER = "deployer";
 export const runsOnMachine = (step: Step): boolean => !INFRASTRUCTURE_KINDS.has(step.kind) && step.node !== DEPLOYER;
@@ -63,6 +79,15 @@ export const DELETE_ONLY_KINDS: ReadonlySet<StepKind> = new Set<StepKind>(["remo
 export const NETWORK_STEP = "cluster/network";
 /** The load balancer tier (HAProxy VMs and, with two, GCP's forwarding rules): the SSH path to every machine. */
 export const LOAD_BALANCER_STEP = "cluster/load-balancer";
+/** The snapshot bucket and the nodes' right to create objects in it (components/backup.ts). */
+export const BACKUP_BUCKET_STEP = "cluster/backup-bucket";
+/**
+ * The snapshot before risky changes, on the first control plane. It runs again whenever
+ * controlPlaneCount or kubernetesVersion changes; steps that change the cluster that way (upgrade
+ * steps) depend on it, so they wait for the snapshot.
+ */
+export const SNAPSHOT_STEP = "cluster/snapshot";
+export const SNAPSHOT_STEP_KIND: StepKind = "snapshot";
 
 export interface Step {
   /** "<subject node>/<kind>", unique. */
@@ -90,6 +115,11 @@ export interface Plan {
     readonly region: string;
     readonly kubernetesVersion: string;
     readonly kubernetesPatch: string;
+    /**
+     * The minor the cluster was created with: new machines get it while no cluster answers yet
+     * (prepare-node.sh), so it must not change when the cluster is upgraded.
+     */
+    readonly createdWithVersion: string;
     readonly cni: string;
     readonly podCidr: string;
     readonly serviceCidr: string;
@@ -101,6 +131,37 @@ export interface Plan {
   readonly nodes: readonly PlannedNode[];
   readonly firewall: readonly FirewallRule[];
   readonly steps: readonly Step[];
+  readonly backup: PlannedBackup;
+  /** A Kubernetes upgrade of the running cluster, when the configured version is newer than it runs. */
+  readonly upgrade?: PlannedUpgrade;
+}
+
+export interface PlannedUpgrade {
+  /** The patch the cluster runs. */
+  readonly from: string;
+  /** The patch it moves to (kubernetesPatch). */
+  readonly to: string;
+  readonly maxUnavailable: number;
+  readonly drainTimeoutSeconds: number;
+}
+
+/** What the stack's last deployment left (its outputs): empty on a first deployment. */
+export interface DeployedState {
+  /** The patch the cluster runs (output kubernetesVersion); a minor is accepted too (the offline render). */
+  readonly kubernetesVersion?: string;
+  /** The minor the cluster was created with (output createdWithKubernetes). */
+  readonly createdWithVersion?: string;
+}
+
+/** Where and when etcd snapshots go (render/backup.ts, components/backup.ts). */
+export interface PlannedBackup {
+  /** backupBucket, or the bucket the program creates (named by Pulumi at deploy time: a placeholder here). */
+  readonly bucket: string;
+  readonly createBucket: boolean;
+  readonly retentionDays: number;
+  readonly schedule: string;
+  /** The etcd release kubeadm runs, whose etcdutl the control planes get. */
+  readonly etcdVersion: string;
 }
 
 /**
@@ -123,38 +184,8 @@ export interface LoadBalancing {
   }[];
 }
 
-export const API_PORT = 6443;
-/** The account every machine's SSH key is installed for (GCE metadata "ssh-keys"). */
-export const SSH_USER = "k8sadmin";
-export const MONITOR_PORT = 8404;
-export const MONITOR_PATH = "/healthz";
-/**
- * Where Google's health checkers connect from: 35.191.0.0/16 and 130.211.0.0/22 for internal
- * passthrough load balancers, 35.191.0.0/16, 209.85.152.0/22 and 209.85.204.0/22 for
- * backend-service-based external passthrough ones (cloud.google.com/load-balancing/docs/firewall-rules).
- */
-export const HEALTH_CHECK_RANGES = ["35.191.0.0/16", "130.211.0.0/22", "209.85.152.0/22", "209.85.204.0/22"];
-export const EXTERNAL_ADDRESS_PLACEHOLDER = "<external address reserved by GCP>";
-
-/** GCE names, all derived from clusterName in one place. */
-export const names = {
-  network: (cluster: string) => `${cluster}-vpc`,
-  subnet: (cluster: string) => `${cluster}-subnet`,
-  router: (cluster: string) => `${cluster}-router`,
-  nat: (cluster: string) => `${cluster}-nat`,
-  endpointAddress: (cluster: string) => `${cluster}-api`,
-  externalAddress: (cluster: string) => `${cluster}-api-public`,
-  nodeAddress: (node: string) => `${node}-ip`,
-  node: (cluster: string, role: Role, index: number) =>
-    `${cluster}-${role === "control-plane" ? "cp" : role === "worker" ? "worker" : "lb"}-${index}`,
-  firewall: (cluster: string, rule: string) => `${cluster}-${rule}`,
-  healthCheck: (cluster: string) => `${cluster}-lb-health`,
-  internalForwarding: (cluster: string) => `${cluster}-api-internal`,
-  externalForwarding: (cluster: string) => `${cluster}-api-external`,
-  instanceGroup: (node: string) => `${node}-group`,
-  tag: (cluster: string, role: Role | "node") =>
-    `${cluster}-${role === "control-plane" ? "cp" : role === "loadbalancer" ? "lb" : role}`,
-};
+export { API_PORT, MONITOR_PATH, MONITOR_PORT, SSH_USER, names } from "./names";
+export { EXTERNAL_ADDRESS_PLACEHOLDER, HEALTH_CHECK_RANGES } from "./network-plan";
 
 function planNodes(config: ClusterConfig): PlannedNode[] {
   const parsed = parseCidr(config.subnetCidr);
@@ -202,163 +233,6 @@ function planNodes(config: ClusterConfig): PlannedNode[] {
     });
   }
   return nodes;
-}
-
-/**
- * Least-privilege rules by network tag. Ports: kubernetes.io "Ports and Protocols" (10251/10252 are
- * gone; scheduler and controller-manager serve 10259/10257 on localhost only, so nothing opens
- * them); Calico VXLAN needs UDP 4789 and Typha TCP 5473 between nodes.
- */
-function planFirewall(config: ClusterConfig): FirewallRule[] {
-  const t = (role: Role | "node") => names.tag(config.clusterName, role);
-  const rule = (r: Omit<FirewallRule, "name"> & { short: string }): FirewallRule => ({
-    name: names.firewall(config.clusterName, r.short),
-    description: r.description,
-    protocol: r.protocol,
-    ports: r.ports,
-    sourceRanges: r.sourceRanges,
-    sourceTags: r.sourceTags,
-    targetTags: r.targetTags,
-  });
-  return [
-    rule({
-      short: "lb-api",
-      description: "Kubernetes API on the load balancer from admins and from inside the VPC",
-      protocol: "tcp",
-      ports: [String(API_PORT)],
-      sourceRanges: [...config.adminCidrs, config.subnetCidr],
-      sourceTags: [],
-      targetTags: [t("loadbalancer")],
-    }),
-    rule({
-      short: "lb-ssh",
-      description: "SSH to the jump host (the load balancer) from admins only",
-      protocol: "tcp",
-      ports: ["22"],
-      sourceRanges: [...config.adminCidrs],
-      sourceTags: [],
-      targetTags: [t("loadbalancer")],
-    }),
-    rule({
-      short: "cp-api",
-      description: "kube-apiserver from the load balancer and the nodes",
-      protocol: "tcp",
-      ports: [String(API_PORT)],
-      sourceRanges: [],
-      sourceTags: [t("loadbalancer"), t("node")],
-      targetTags: [t("control-plane")],
-    }),
-    rule({
-      short: "cp-etcd",
-      description: "etcd client and peer traffic between control planes only",
-      protocol: "tcp",
-      ports: ["2379-2380"],
-      sourceRanges: [],
-      sourceTags: [t("control-plane")],
-      targetTags: [t("control-plane")],
-    }),
-    rule({
-      short: "kubelet",
-      description: "kubelet API from the control planes",
-      protocol: "tcp",
-      ports: ["10250"],
-      sourceRanges: [],
-      sourceTags: [t("control-plane")],
-      targetTags: [t("node")],
-    }),
-    rule({
-      short: "nodeports",
-      description: "NodePort services from inside the VPC",
-      protocol: "tcp",
-      ports: ["30000-32767"],
-      sourceRanges: [config.subnetCidr],
-      sourceTags: [],
-      targetTags: [t("worker")],
-    }),
-    rule({
-      short: "calico-vxlan",
-      description: "Calico VXLAN overlay between nodes",
-      protocol: "udp",
-      ports: ["4789"],
-      sourceRanges: [],
-      sourceTags: [t("node")],
-      targetTags: [t("node")],
-    }),
-    rule({
-      short: "calico-typha",
-      description: "Calico Typha (felix to typha) between nodes",
-      protocol: "tcp",
-      ports: ["5473"],
-      sourceRanges: [],
-      sourceTags: [t("node")],
-      targetTags: [t("node")],
-    }),
-    rule({
-      short: "pods",
-      description: "Traffic from pod addresses to nodes (pods reaching host-network services)",
-      protocol: "all",
-      ports: [],
-      sourceRanges: [config.podCidr],
-      sourceTags: [],
-      targetTags: [t("node")],
-    }),
-    rule({
-      short: "icmp",
-      description: "ICMP inside the VPC (path MTU discovery, diagnostics)",
-      protocol: "icmp",
-      ports: [],
-      sourceRanges: [config.subnetCidr],
-      sourceTags: [],
-      targetTags: [t("loadbalancer"), t("node")],
-    }),
-    rule({
-      short: "node-ssh",
-      description: "SSH to nodes (and to the other HAProxy VM) only through the jump host",
-      protocol: "tcp",
-      ports: ["22"],
-      sourceRanges: [],
-      sourceTags: [t("loadbalancer")],
-      targetTags: [t("node"), t("loadbalancer")],
-    }),
-    ...(config.loadBalancerCount === 2
-      ? [
-          rule({
-            short: "lb-health",
-            description: "Google health checkers to HAProxy's monitor endpoint only",
-            protocol: "tcp",
-            ports: [String(MONITOR_PORT)],
-            sourceRanges: HEALTH_CHECK_RANGES,
-            sourceTags: [],
-            targetTags: [t("loadbalancer")],
-          }),
-        ]
-      : []),
-  ];
-}
-
-function planLoadBalancing(config: ClusterConfig, nodes: readonly PlannedNode[], endpoint: string): LoadBalancing {
-  if (config.loadBalancerCount === 1) return { mode: "vm", instanceGroups: [], forwardingRules: [] };
-  const balancers = nodes.filter((n) => n.role === "loadbalancer");
-  return {
-    mode: "passthrough",
-    healthCheck: { name: names.healthCheck(config.clusterName), port: MONITOR_PORT, path: MONITOR_PATH },
-    instanceGroups: balancers.map((n) => ({ name: names.instanceGroup(n.name), zone: n.zone, instance: n.name })),
-    forwardingRules: [
-      {
-        name: names.internalForwarding(config.clusterName),
-        scheme: "INTERNAL",
-        address: endpoint,
-        ports: [String(API_PORT)],
-      },
-      {
-        name: names.externalForwarding(config.clusterName),
-        scheme: "EXTERNAL",
-        address: EXTERNAL_ADDRESS_PLACEHOLDER,
-        // SSH reaches any healthy HAProxy VM, the jump host for everything else.
-        ports: [String(API_PORT), "22"],
-      },
-    ],
-  };
 }
 
 const stepId = (subject: string, kind: StepKind) => `${subject}/${kind}`;
@@ -520,8 +394,53 @@ export function removalHost(controlPlanes: readonly PlannedNode[], worker: Plann
   return controlPlanes[(worker.index - 1) % controlPlanes.length];
 }
 
-export function buildPlan(config: ClusterConfig): Plan {
+/**
+ * Backups: the bucket; on every control plane, once prepared, the scheduled snapshot (service +
+ * timer + etcdutl); on the first control plane, once it runs etcd, the snapshot before risky
+ * changes. None of them is on the way to a Ready cluster (the longest chain is unchanged).
+ */
+function planBackupSteps(nodes: readonly PlannedNode[]): Step[] {
+  const controlPlanes = nodes.filter((n) => n.role === "control-plane");
+  const first = controlPlanes[0];
+  return [
+    {
+      id: BACKUP_BUCKET_STEP,
+      kind: "backup-bucket",
+      node: "cluster",
+      subject: "cluster",
+      dependsOn: [],
+      description: "Cloud Storage bucket for etcd snapshots; the nodes' service account may create objects in it",
+      rerunWhenReplaced: [],
+    },
+    ...controlPlanes.map((cp) => ({
+      id: stepId(cp.name, "backup"),
+      kind: "backup" as const,
+      node: cp.name,
+      subject: cp.name,
+      dependsOn: [stepId(cp.name, "prepare"), BACKUP_BUCKET_STEP],
+      description: "etcdutl, and the systemd timer that snapshots etcd to Cloud Storage (the etcd leader uploads)",
+      rerunWhenReplaced: [cp.name],
+    })),
+    {
+      id: SNAPSHOT_STEP,
+      kind: SNAPSHOT_STEP_KIND,
+      node: first.name,
+      subject: "cluster",
+      dependsOn: [stepId(first.name, "init"), stepId(first.name, "backup")],
+      description:
+        "etcd snapshot to Cloud Storage before risky changes: re-runs when controlPlaneCount or kubernetesVersion " +
+        "changes, before removed control planes leave",
+      rerunWhenReplaced: [],
+    },
+  ];
+}
+
+export function buildPlan(config: ClusterConfig, deployed: DeployedState = {}): Plan {
   const release = kubernetesRelease(config.kubernetesVersion);
+  const change = kubernetesVersionChange(deployed.kubernetesVersion, config.kubernetesVersion);
+  if (change.kind === "refused") throw new Error(`ha-k8s:kubernetesVersion: ${change.problem}`);
+  const deployedMinor = deployed.kubernetesVersion?.split(".").slice(0, 2).join(".");
+  const createdWithVersion = deployed.createdWithVersion ?? deployedMinor ?? config.kubernetesVersion;
   const nodes = planNodes(config);
   const parsed = parseCidr(config.subnetCidr);
   if ("error" in parsed) throw new Error(`subnetCidr ${config.subnetCidr} ${parsed.error}`);
@@ -532,6 +451,7 @@ export function buildPlan(config: ClusterConfig): Plan {
       region: config.region,
       kubernetesVersion: config.kubernetesVersion,
       kubernetesPatch: release.patch,
+      createdWithVersion,
       cni: config.cni,
       podCidr: config.podCidr,
       serviceCidr: config.serviceCidr,
@@ -541,8 +461,50 @@ export function buildPlan(config: ClusterConfig): Plan {
     loadBalancing: planLoadBalancing(config, nodes, endpoint),
     nodes,
     firewall: planFirewall(config),
-    steps: planSteps(nodes),
+    steps: [
+      ...planSteps(nodes),
+      ...planBackupSteps(nodes),
+      // An upgrade starts once the cluster as configured is verified and etcd is snapshotted.
+      ...(change.kind === "upgrade"
+        ? planUpgradeSteps(nodes, change, [SNAPSHOT_STEP, "cluster/verify"], config.maxUnavailable, (w) =>
+            removalHost(
+              nodes.filter((n) => n.role === "control-plane"),
+              w as PlannedNode,
+            ),
+          )
+        : []),
+    ],
+    backup: {
+      bucket: config.backupBucket || createdBucketPlaceholder(config.clusterName),
+      createBucket: config.backupBucket === "",
+      retentionDays: config.backupRetentionDays,
+      schedule: config.backupSchedule,
+      // etcdutl follows the etcd that runs: during an upgrade still the old one (the snapshot before
+      // the upgrade is taken by it); the next pulumi up moves it.
+      etcdVersion: (change.kind === "upgrade" && runningRelease(change.from)?.etcdVersion) || release.etcdVersion,
+    },
+    ...(change.kind === "upgrade"
+      ? {
+          upgrade: {
+            from: change.from,
+            to: change.to,
+            maxUnavailable: config.maxUnavailable,
+            drainTimeoutSeconds: config.drainTimeoutSeconds,
+          },
+        }
+      : {}),
   };
+}
+
+/** The supported release of a running patch's minor, if it is still supported. */
+function runningRelease(patch: string) {
+  const minor = patch.split(".").slice(0, 2).join(".");
+  return minor in SUPPORTED_KUBERNETES ? kubernetesRelease(minor) : undefined;
+}
+
+/** The plan with the bucket Pulumi named at deploy time (a created bucket's name is random). */
+export function withBackupBucket(plan: Plan, bucket: string): Plan {
+  return { ...plan, backup: { ...plan.backup, bucket } };
 }
 
 /** Length (in steps) of the longest dependency chain, and one such chain. */

@@ -3,6 +3,7 @@
 // Pulumi bootstrap component and cli/render.ts both call renderStepCommand, so the render is
 // exactly what `pulumi up` sends (deploy-time secrets and the external IP aside). Pure.
 
+import { BACKUP_UNIT, backupVariables, renderBackupEnvFile, renderBackupService, renderBackupTimer } from "./backup";
 import { StagedFile, renderBundle } from "./bundle";
 import { calicoManifestUrls, renderCalicoResources } from "./calico";
 import { ClusterConfig } from "./config";
@@ -16,7 +17,14 @@ import {
   renderJoinConfiguration,
 } from "./kubeadm";
 import { DELETE_ONLY_KINDS, Plan, PlannedNode, SSH_USER, Step, StepKind, runsOnDeployer } from "./plan";
-import { crioAptRepo, kubernetesAptRepo, kubernetesRelease } from "./versions";
+import {
+  SUPPORTED_KUBERNETES,
+  crioAptRepo,
+  etcdReleaseUrl,
+  kubernetesAptRepo,
+  kubernetesRelease,
+  releaseTable,
+} from "./versions";
 
 /** Everything decided at deploy time: join secrets, the cluster CA, the SSH key and the external address. */
 export interface DeployValues extends JoinSecrets, EndpointAddresses {
@@ -26,7 +34,8 @@ export interface DeployValues extends JoinSecrets, EndpointAddresses {
   readonly sshPrivateKey: string;
 }
 
-export type StagedFileKind = "kubeadm-config" | "haproxy-config" | "manifest" | "registries-config" | "other";
+export type StagedFileKind =
+  "kubeadm-config" | "haproxy-config" | "manifest" | "registries-config" | "systemd-unit" | "other";
 
 export interface StepFile extends StagedFile {
   readonly kind: StagedFileKind;
@@ -133,6 +142,8 @@ interface StepSpec {
   script: string;
   env: Record<string, string>;
   files: StepFile[];
+  /** Scripts the step installs on the machine, staged with it. */
+  extraScripts?: string[];
 }
 
 function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: DeployValues | undefined): StepSpec {
@@ -148,7 +159,6 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
     if (!found) throw new Error(`step ${step.id} names unknown node ${name}`);
     return found;
   };
-  const release = kubernetesRelease(config.kubernetesVersion);
   const apiEndpoint = `${plan.endpoint.internalIp}:${plan.endpoint.port}`;
   const subject = step.subject === "cluster" || step.subject === "workers" ? undefined : node(step.subject);
   switch (step.kind) {
@@ -173,19 +183,24 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
         files: [{ name: "haproxy.cfg", content: renderHaproxyForPlan(plan), mode: 0o644, kind: "haproxy-config" }],
       };
     case "prepare":
+      // Nothing here names the version the cluster runs now (prepare-node.sh asks the cluster), so
+      // changing kubernetesVersion does not re-run this step on existing machines.
       return {
         script: "prepare-node.sh",
         env: {
           NODE_ROLE: subject!.role,
-          K8S_MINOR: config.kubernetesVersion,
-          K8S_VERSION: `v${release.patch}`,
-          K8S_DEB_VERSION: release.debVersion,
-          KUBERNETES_APT_REPO: kubernetesAptRepo(config.kubernetesVersion),
-          CRIO_APT_REPO: crioAptRepo(config.kubernetesVersion),
+          K8S_RELEASES: releaseTable(),
+          K8S_DEFAULT_MINOR: plan.cluster.createdWithVersion,
+          API_ENDPOINT: apiEndpoint,
           REGISTRIES_DROP_IN: REGISTRIES_DROP_IN_PATH,
         },
         files: [
-          { name: "crio.conf", content: renderCrioDropIn(config.kubernetesVersion), mode: 0o644, kind: "other" },
+          ...Object.keys(SUPPORTED_KUBERNETES).map((minor) => ({
+            name: `crio-${minor}.conf`,
+            content: renderCrioDropIn(minor),
+            mode: 0o644,
+            kind: "other" as const,
+          })),
           ...(config.registryMirror
             ? [
                 {
@@ -298,13 +313,118 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
       };
     case "kubeconfig":
       return { script: "kubeconfig.sh", env: {}, files: [] };
+    case "backup":
+    case "snapshot":
+      return backupSpec(config, plan, step, node(step.node));
+    case "upgrade":
+    case "upgrade-drain":
+    case "upgrade-uncordon":
+    case "upgrade-verify":
+      return upgradeSpec(config, plan, step, subject);
     case "removal":
       throw new Error(`step ${step.id} only acts when deleted; it has no create command`);
     case "vm":
     case "network":
     case "load-balancer":
+    case "backup-bucket":
       throw new Error(`step ${step.id} creates GCP resources; it has no command`);
   }
+}
+
+/** The steps of a Kubernetes upgrade (render/upgrade.ts): everything about the target release. */
+function upgradeSpec(config: ClusterConfig, plan: Plan, step: Step, subject: PlannedNode | undefined): StepSpec {
+  const upgrade = plan.upgrade;
+  if (!upgrade) throw new Error(`step ${step.id} belongs to an upgrade, but the plan has none`);
+  const release = kubernetesRelease(config.kubernetesVersion);
+  const target = { K8S_VERSION: `v${upgrade.to}`, KUBECONFIG_PATH: ADMIN_KUBECONFIG };
+  const drain = { DRAIN_TIMEOUT_SECONDS: String(upgrade.drainTimeoutSeconds) };
+  switch (step.kind) {
+    case "upgrade": {
+      const first = plan.nodes.find((n) => n.role === "control-plane")!;
+      return {
+        script: "upgrade-node.sh",
+        env: {
+          NODE_NAME: subject!.name,
+          NODE_ROLE: subject!.role,
+          UPGRADE_ACTION: subject!.name === first.name ? "apply" : "node",
+          K8S_MINOR: config.kubernetesVersion,
+          K8S_DEB_VERSION: release.debVersion,
+          KUBERNETES_APT_REPO: kubernetesAptRepo(config.kubernetesVersion),
+          CRIO_APT_REPO: crioAptRepo(config.kubernetesVersion),
+          ...target,
+          ...drain,
+        },
+        files: [{ name: "crio.conf", content: renderCrioDropIn(config.kubernetesVersion), mode: 0o644, kind: "other" }],
+      };
+    }
+    case "upgrade-drain":
+      return { script: "upgrade-drain.sh", env: { NODE_NAME: subject!.name, ...target, ...drain }, files: [] };
+    case "upgrade-uncordon":
+      return { script: "upgrade-uncordon.sh", env: { NODE_NAME: subject!.name, ...target }, files: [] };
+    default:
+      return {
+        script: "upgrade-verify.sh",
+        env: {
+          EXPECTED_NODES: plan.nodes
+            .filter((n) => n.role !== "loadbalancer")
+            .map((n) => n.name)
+            .join(" "),
+          API_ENDPOINT: `${plan.endpoint.internalIp}:${plan.endpoint.port}`,
+          ...target,
+        },
+        files: [],
+      };
+  }
+}
+
+/**
+ * backup: install etcdutl, etcd-backup.sh and its systemd service + timer on a control plane.
+ * snapshot: run etcd-backup.sh once, now, whichever member this is (before risky changes). Its
+ * inputs carry the control-plane count and Kubernetes version, so a change of either changes the
+ * step and runs it again.
+ */
+function backupSpec(config: ClusterConfig, plan: Plan, step: Step, host: PlannedNode): StepSpec {
+  const backup = {
+    bucket: plan.backup.bucket,
+    clusterName: config.clusterName,
+    nodeName: host.name,
+    etcdVersion: plan.backup.etcdVersion,
+  };
+  if (step.kind === "snapshot") {
+    return {
+      script: "etcd-backup.sh",
+      env: {
+        ...backupVariables({ ...backup, reason: "pre-change" }),
+        CONTROL_PLANE_COUNT: String(config.controlPlaneCount),
+        KUBERNETES_VERSION: plan.cluster.kubernetesPatch,
+      },
+      files: [],
+    };
+  }
+  return {
+    script: "backup-install.sh",
+    env: {
+      ETCD_VERSION: plan.backup.etcdVersion,
+      ETCD_RELEASE_URL: etcdReleaseUrl(plan.backup.etcdVersion),
+      BACKUP_UNIT,
+    },
+    files: [
+      { name: `${BACKUP_UNIT}.service`, content: renderBackupService(), mode: 0o644, kind: "systemd-unit" },
+      {
+        name: `${BACKUP_UNIT}.timer`,
+        content: renderBackupTimer(plan.backup.schedule),
+        mode: 0o644,
+        kind: "systemd-unit",
+      },
+      {
+        name: "etcd-backup.env",
+        content: renderBackupEnvFile({ ...backup, reason: "scheduled" }),
+        mode: 0o600,
+        kind: "other",
+      },
+    ],
+    extraScripts: ["etcd-backup.sh"],
+  };
 }
 
 export function renderStepCommand(
@@ -325,6 +445,7 @@ export function renderStepCommand(
       script: spec.script,
       env: spec.env,
       files: spec.files,
+      extraScripts: spec.extraScripts,
       // Login checks run on the deploying machine: nothing of them stays there.
       stage: runsOnDeployer(step) ? "temporary" : "machine",
     },

@@ -14,6 +14,11 @@ export interface KubernetesRelease {
    * pause_image whatever the kubelet says, so it is set to this (kubernetes/kubernetes#115610).
    */
   readonly pauseImage: string;
+  /**
+   * The etcd release kubeadm runs for this version (its etcd image, `kubeadm config images list`):
+   * the backups install etcdutl of exactly this release on the control planes.
+   */
+  readonly etcdVersion: string;
 }
 
 /** Upstream-supported minors in November 2026 (kubernetes.io/releases): 1.35, 1.36, 1.37. */
@@ -23,18 +28,21 @@ export const SUPPORTED_KUBERNETES: Readonly<Record<string, KubernetesRelease>> =
     debVersion: "1.35.4-1.1",
     crioStream: "v1.35",
     pauseImage: "registry.k8s.io/pause:3.10.1",
+    etcdVersion: "3.6.6",
   },
   "1.36": {
     patch: "1.36.3",
     debVersion: "1.36.3-1.1",
     crioStream: "v1.36",
     pauseImage: "registry.k8s.io/pause:3.10.2",
+    etcdVersion: "3.6.8",
   },
   "1.37": {
     patch: "1.37.2",
     debVersion: "1.37.2-1.1",
     crioStream: "v1.37",
     pauseImage: "registry.k8s.io/pause:3.10.2",
+    etcdVersion: "3.7.0",
   },
 };
 
@@ -55,4 +63,23 @@ export function kubernetesAptRepo(minor: string): string {
 
 export function crioAptRepo(minor: string): string {
   return `https://download.opensuse.org/repositories/isv:/cri-o:/stable:/${kubernetesRelease(minor).crioStream}/deb/`;
+}
+
+/**
+ * Every supported release as prepare-node.sh reads it (K8S_RELEASES): one line per minor,
+ * "<minor> <patch> <deb version> <Kubernetes repository> <CRI-O repository>". A new machine picks
+ * the line of the minor the cluster runs when it is prepared.
+ */
+export function releaseTable(): string {
+  return Object.entries(SUPPORTED_KUBERNETES)
+    .map(([minor, r]) => [minor, r.patch, r.debVersion, kubernetesAptRepo(minor), crioAptRepo(minor)].join(" "))
+    .join("\n");
+}
+
+/**
+ * etcd's release downloads (github.com/etcd-io/etcd/releases): etcd-v<version>-linux-<arch>.tar.gz
+ * and the release's SHA256SUMS, both under this URL.
+ */
+export function etcdReleaseUrl(etcdVersion: string): string {
+  return `https://github.com/etcd-io/etcd/releases/download/v${etcdVersion}`;
 }

@@ -163,7 +163,8 @@ require_env() {
 kctl() { kubectl --kubeconfig "$(root_path "${KUBECONFIG_PATH:-/etc/kubernetes/admin.conf}")" --request-timeout=20s "$@"; }
 
 # etcdctl inside the local etcd static pod (its image carries etcdctl), authenticated with the
-# kubeadm-generated etcd certificates.
+# kubeadm-generated etcd certificates. ETCDCTL_TIMEOUT (default 10s) bounds each command; a snapshot
+# of a large database needs longer.
 etcdctl_local() {
   local id
   id="$(crictl ps --name '^etcd$' --state running -q 2>/dev/null | head -n 1)"
@@ -172,8 +173,48 @@ etcdctl_local() {
     --cacert=/etc/kubernetes/pki/etcd/ca.crt \
     --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt \
     --key=/etc/kubernetes/pki/etcd/healthcheck-client.key \
-    --command-timeout=10s "$@"
+    --command-timeout="${ETCDCTL_TIMEOUT:-10s}" "$@"
 }
 
 # listening_on <port>: something accepts TCP connections on that local port.
 listening_on() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+# add_apt_repo <name> <url>: fetches <url>Release.key (retried), dearmors it into
+# /etc/apt/keyrings/<name>-apt-keyring.gpg and writes /etc/apt/sources.list.d/<name>.list. Returns 0
+# when it changed something (an apt-get update is due), 1 when both were already right.
+add_apt_repo() {
+  local name="$1" url="$2" key tmp changed=1
+  mkdir -p "$(root_path /etc/apt/keyrings)"
+  key="$(root_path "/etc/apt/keyrings/$name-apt-keyring.gpg")"
+  tmp="$(mktemp)"
+  retry 5 curl -fsSL --connect-timeout 10 --max-time 60 "${url}Release.key" -o "$tmp.asc" ||
+    die "cannot download the $name repository key from ${url}Release.key"
+  gpg --batch --yes --dearmor -o "$tmp" "$tmp.asc"
+  rm -f "$tmp.asc"
+  if install_file "$tmp" "$key" 644; then changed=0; fi
+  rm -f "$tmp"
+  if write_file "$(root_path "/etc/apt/sources.list.d/$name.list")" 644 <<APT; then changed=0; fi
+deb [signed-by=/etc/apt/keyrings/$name-apt-keyring.gpg] $url /
+APT
+  return "$changed"
+}
+
+# The version of an installed Debian package, empty when it is not installed.
+installed_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true; }
+
+# The kubelet version a node reports (status.nodeInfo.kubeletVersion), empty when unknown.
+node_kubelet_version() { kctl get node "$1" -o jsonpath='{.status.nodeInfo.kubeletVersion}' 2>/dev/null || true; }
+
+# drain_node <node> <timeout seconds>: cordons the node and evicts its pods through the Eviction
+# API, so PodDisruptionBudgets are respected (kubectl drain), DaemonSet pods staying. A drain that
+# does not finish in time stops the caller, naming the node and the pods still on it.
+drain_node() {
+  local node="$1" timeout="$2" blocking
+  log "draining $node (PodDisruptionBudgets respected; at most ${timeout}s)"
+  if kctl drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout="${timeout}s" >&2; then
+    return 0
+  fi
+  blocking="$(kctl get pods --all-namespaces --field-selector "spec.nodeName=$node" \
+    -o jsonpath='{range .items[?(@.metadata.ownerReferences[0].kind!="DaemonSet")]}{.metadata.namespace}/{.metadata.name} {end}' 2>/dev/null || true)"
+  die "drain of $node did not finish within ${timeout}s; pods still on it: ${blocking:-unknown} (a PodDisruptionBudget allows no disruption now?); the upgrade stops here, $node stays cordoned; resolve it and run pulumi up again"
+}

@@ -3,11 +3,21 @@
 # pod networking, CRI-O and kubelet/kubeadm/kubectl of one Kubernetes minor from their official
 # repositories, held at that version.
 #
-# Inputs (environment): NODE_ROLE (control-plane|worker), K8S_MINOR (1.36), K8S_VERSION (v1.36.3),
-#   K8S_DEB_VERSION (1.36.3-1.1), KUBERNETES_APT_REPO, CRIO_APT_REPO (URLs ending in /deb/),
-#   REGISTRIES_DROP_IN (where the registry mirror drop-in goes).
-# Inputs (staged files): crio.conf, the CRI-O drop-in (pause image, systemd cgroups);
-#   registries-mirror.conf when registryMirror is set (absent: any earlier mirror drop-in is removed).
+# Which version: a machine that has already joined keeps the version it runs (only the upgrade
+# steps change it, upgrade-node.sh), so running this again never moves a node's Kubernetes. A new
+# machine gets the version the cluster runs now, asked anonymously at the endpoint's /version
+# (kubeadm grants that to everyone: the system:public-info-viewer role), or, while no cluster
+# answers yet (its first deployment), K8S_DEFAULT_MINOR, the version the cluster was created with.
+# So the inputs of this step never name the cluster's current version, and changing
+# kubernetesVersion does not run it again on existing machines.
+#
+# Inputs (environment): NODE_ROLE (control-plane|worker), K8S_RELEASES (one supported release per
+#   line: "<minor> <patch> <deb version> <Kubernetes repository> <CRI-O repository>"),
+#   K8S_DEFAULT_MINOR (1.36), API_ENDPOINT (load balancer ip:port), REGISTRIES_DROP_IN (where the
+#   registry mirror drop-in goes).
+# Inputs (staged files): crio-<minor>.conf per supported minor, the CRI-O drop-in (pause image,
+#   systemd cgroups); registries-mirror.conf when registryMirror is set (absent: any earlier mirror
+#   drop-in is removed).
 #
 # Safe to run again: every file is written only when its content differs, apt-get update runs only
 # when a repository changed or a package is missing, services restart only when their config changed.
@@ -19,8 +29,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-require_env NODE_ROLE K8S_MINOR K8S_VERSION K8S_DEB_VERSION KUBERNETES_APT_REPO CRIO_APT_REPO REGISTRIES_DROP_IN
-CRIO_DROP_IN="$(staged crio.conf)"
+require_env NODE_ROLE K8S_RELEASES K8S_DEFAULT_MINOR API_ENDPOINT REGISTRIES_DROP_IN
 KUBE_PACKAGES=(kubelet kubeadm kubectl)
 CRI_SOCKET="unix:///var/run/crio/crio.sock"
 
@@ -51,63 +60,72 @@ EOF
   sysctl --system >/dev/null
 fi
 
-# --- package repositories: keys and sources, written only when they differ -----------------------
-apt_changed=false
-keyrings="$(root_path /etc/apt/keyrings)"
-mkdir -p "$keyrings"
 if ! command -v curl >/dev/null 2>&1 || ! command -v gpg >/dev/null 2>&1; then
   log "curl or gpg missing; installing them first (an extra apt-get update)"
   apt_get update -q
   apt_get install -y -q curl gpg ca-certificates
 fi
 
-# add_repo <name> <url>: fetches <url>Release.key (retried), dearmors it, writes the source list.
-add_repo() {
-  local name="$1" url="$2" key tmp
-  key="$keyrings/$name-apt-keyring.gpg"
-  tmp="$(mktemp)"
-  retry 5 curl -fsSL --connect-timeout 10 --max-time 60 "${url}Release.key" -o "$tmp.asc" ||
-    die "cannot download the $name repository key from ${url}Release.key"
-  gpg --batch --yes --dearmor -o "$tmp" "$tmp.asc"
-  rm -f "$tmp.asc"
-  if install_file "$tmp" "$key" 644; then apt_changed=true; fi
-  rm -f "$tmp"
-  if write_file "$(root_path "/etc/apt/sources.list.d/$name.list")" 644 <<EOF; then
-deb [signed-by=/etc/apt/keyrings/$name-apt-keyring.gpg] $url /
-EOF
-    apt_changed=true
-  fi
+# --- which Kubernetes ----------------------------------------------------------------------------
+# The minor the cluster reports, or nothing when no cluster answers (yet).
+cluster_minor() {
+  local answer
+  answer="$(curl -ksf --connect-timeout 3 --max-time 5 "https://$API_ENDPOINT/version" 2>/dev/null)" || return 0
+  sed -n 's/.*"gitVersion": *"v\([0-9]*\.[0-9]*\)\..*/\1/p' <<<"$answer" | head -n 1
 }
-log "configuring repositories: Kubernetes $K8S_MINOR and CRI-O $K8S_MINOR"
-add_repo kubernetes "$KUBERNETES_APT_REPO"
-add_repo cri-o "$CRIO_APT_REPO"
-
-# --- packages ---------------------------------------------------------------------------------
-installed_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true; }
-needs_install=false
-for pkg in "${KUBE_PACKAGES[@]}"; do
-  [ "$(installed_version "$pkg")" = "$K8S_DEB_VERSION" ] || needs_install=true
-done
-[ -n "$(installed_version cri-o)" ] || needs_install=true
-
-if [ "$apt_changed" = true ] || [ "$needs_install" = true ]; then
-  log "apt-get update (once)"
-  retry 3 apt_get update -q
-fi
-if [ "$needs_install" = true ]; then
-  log "installing cri-o and kubelet/kubeadm/kubectl $K8S_DEB_VERSION"
-  apt-mark unhold "${KUBE_PACKAGES[@]}" cri-o >/dev/null 2>&1 || true
-  retry 3 apt_get install -y -q --allow-change-held-packages cri-o \
-    "kubelet=$K8S_DEB_VERSION" "kubeadm=$K8S_DEB_VERSION" "kubectl=$K8S_DEB_VERSION" ||
-    die "package installation failed (see apt-get output above)"
-else
-  log "cri-o and kubelet/kubeadm/kubectl $K8S_DEB_VERSION already installed"
-fi
-apt-mark hold "${KUBE_PACKAGES[@]}" cri-o >/dev/null
-
-# --- CRI-O configuration ----------------------------------------------------------------------
 crio_changed=false
-if install_file "$CRIO_DROP_IN" "$(root_path /etc/crio/crio.conf.d/20-ha-k8s.conf)" 644; then crio_changed=true; fi
+if [ -f "$(root_path /etc/kubernetes/kubelet.conf)" ]; then
+  joined=true
+  log "this node has joined the cluster (kubelet $(installed_version kubelet)): its Kubernetes and CRI-O are left as they are; only the upgrade steps change them"
+else
+  joined=false
+  minor="$(cluster_minor)"
+  if [ -n "$minor" ]; then
+    log "the cluster at $API_ENDPOINT runs Kubernetes $minor: this machine gets the same"
+  else
+    minor="$K8S_DEFAULT_MINOR"
+    log "no cluster answers at $API_ENDPOINT yet: this machine gets Kubernetes $minor, the version the cluster is created with"
+  fi
+  release="$(awk -v m="$minor" '$1 == m' <<<"$K8S_RELEASES")"
+  [ -n "$release" ] ||
+    die "Kubernetes $minor is not one this version of ha-k8s supports ($(cut -d' ' -f1 <<<"$K8S_RELEASES" | paste -sd' ' -)); upgrade the cluster first"
+  read -r K8S_MINOR patch K8S_DEB_VERSION KUBERNETES_APT_REPO CRIO_APT_REPO <<<"$release"
+  K8S_VERSION="v$patch"
+
+  # --- package repositories: keys and sources, written only when they differ ---------------------
+  apt_changed=false
+  log "configuring repositories: Kubernetes $K8S_MINOR and CRI-O $K8S_MINOR"
+  if add_apt_repo kubernetes "$KUBERNETES_APT_REPO"; then apt_changed=true; fi
+  if add_apt_repo cri-o "$CRIO_APT_REPO"; then apt_changed=true; fi
+
+  # --- packages -----------------------------------------------------------------------------------
+  needs_install=false
+  for pkg in "${KUBE_PACKAGES[@]}"; do
+    [ "$(installed_version "$pkg")" = "$K8S_DEB_VERSION" ] || needs_install=true
+  done
+  [ -n "$(installed_version cri-o)" ] || needs_install=true
+
+  if [ "$apt_changed" = true ] || [ "$needs_install" = true ]; then
+    log "apt-get update (once)"
+    retry 3 apt_get update -q
+  fi
+  if [ "$needs_install" = true ]; then
+    log "installing cri-o and kubelet/kubeadm/kubectl $K8S_DEB_VERSION"
+    apt-mark unhold "${KUBE_PACKAGES[@]}" cri-o >/dev/null 2>&1 || true
+    retry 3 apt_get install -y -q --allow-change-held-packages cri-o \
+      "kubelet=$K8S_DEB_VERSION" "kubeadm=$K8S_DEB_VERSION" "kubectl=$K8S_DEB_VERSION" ||
+      die "package installation failed (see apt-get output above)"
+  else
+    log "cri-o and kubelet/kubeadm/kubectl $K8S_DEB_VERSION already installed"
+  fi
+  apt-mark hold "${KUBE_PACKAGES[@]}" cri-o >/dev/null
+
+  # --- CRI-O configuration of that minor (pause image) ---------------------------------------------
+  if install_file "$(staged "crio-$K8S_MINOR.conf")" "$(root_path /etc/crio/crio.conf.d/20-ha-k8s.conf)" 644; then
+    crio_changed=true
+  fi
+fi
+
 # docker.io through the configured mirror (containers-registries.conf.d), or straight again.
 mirror_drop_in="$(root_path "$REGISTRIES_DROP_IN")"
 if [ -f "$HA_K8S_STAGE/registries-mirror.conf" ]; then
@@ -143,9 +161,9 @@ else
 fi
 systemctl enable kubelet >/dev/null 2>&1
 
-if [ "$NODE_ROLE" = control-plane ]; then
+if [ "$NODE_ROLE" = control-plane ] && [ "$joined" = false ]; then
   log "pre-pulling control-plane images for $K8S_VERSION (shortens init and join)"
   retry 3 kubeadm config images pull --kubernetes-version "$K8S_VERSION" --cri-socket "$CRI_SOCKET" >&2 ||
     warn "image pre-pull failed; kubeadm will pull during init/join"
 fi
-log "node prepared: $(kubeadm version -o short 2>/dev/null || echo "kubeadm $K8S_DEB_VERSION"), CRI-O $K8S_MINOR"
+log "node prepared: $(kubeadm version -o short 2>/dev/null || echo kubeadm), CRI-O $(installed_version cri-o)"

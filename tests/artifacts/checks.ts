@@ -13,6 +13,7 @@ import { CALICO_VERSION } from "../../render/calico";
 import { ClusterConfig } from "../../render/config";
 import { PROJECT_DIR } from "../../render/project";
 import { kubernetesRelease } from "../../render/versions";
+import { checkEtcdVersion, checkSystemdUnits } from "./systemd";
 
 export interface CheckResult {
   readonly artifact: string;
@@ -29,14 +30,14 @@ export interface Run {
   output: string;
 }
 
-function run(command: string, args: readonly string[], options: { cwd?: string } = {}): Run {
+export function run(command: string, args: readonly string[], options: { cwd?: string } = {}): Run {
   const result = spawnSync(command, args, { encoding: "utf8", cwd: options.cwd, maxBuffer: 16 * 1024 * 1024 });
   if (result.error) return { status: null, output: String(result.error.message) };
   return { status: result.status, output: `${result.stdout}${result.stderr}`.trim() };
 }
 
 const versionCache = new Map<string, string>();
-function toolVersion(key: string, command: string, args: readonly string[]): string {
+export function toolVersion(key: string, command: string, args: readonly string[]): string {
   if (!versionCache.has(key)) {
     const out = run(command, args);
     versionCache.set(key, out.status === 0 ? (/\d+\.\d+(\.\d+)?/.exec(out.output)?.[0] ?? "?") : "missing");
@@ -44,19 +45,19 @@ function toolVersion(key: string, command: string, args: readonly string[]): str
   return versionCache.get(key)!;
 }
 
-function hasTool(name: string): boolean {
+export function hasTool(name: string): boolean {
   return run("bash", ["-c", `command -v ${name}`]).status === 0;
 }
 
 /** A missing tool fails in CI and is reported as skipped elsewhere. */
-function missing(artifact: string, tool: string, how: string): CheckResult {
+export function missing(artifact: string, tool: string, how: string): CheckResult {
   const inCi = Boolean(process.env.CI);
   return { artifact, tool, version: "missing", ok: !inCi, skipped: !inCi, detail: `${tool} not found: ${how}` };
 }
 
 const kubeadmPaths = new Map<string, string | Error>();
 /** The kubeadm of a Kubernetes patch version, built and cached by tools/kubeadm.sh on first use. */
-function kubeadmFor(patch: string): string | Error {
+export function kubeadmFor(patch: string): string | Error {
   if (!kubeadmPaths.has(patch)) {
     const out = spawnSync("bash", [path.join(PROJECT_DIR, "tools/kubeadm.sh"), patch], {
       encoding: "utf8",
@@ -341,8 +342,9 @@ export function checkRendered(files: readonly RenderedFile[], dir: string, confi
   const patch = kubernetesRelease(config.kubernetesVersion).patch;
   const seen = new Set<string>();
   const results: CheckResult[] = [];
+  const units: RenderedFile[] = [];
   for (const file of files) {
-    const key = `${file.kind}\n${file.content}`;
+    const key = `${file.kind}\n${path.basename(file.path)}\n${file.content}`;
     if (seen.has(key)) continue;
     seen.add(key);
     const onDisk = path.join(dir, file.path);
@@ -365,13 +367,31 @@ export function checkRendered(files: readonly RenderedFile[], dir: string, confi
       case "cloud-config":
         results.push(...checkCloudConfig(onDisk, file.path));
         break;
+      case "systemd-unit":
+        units.push(file);
+        break;
       case "registries-config":
         results.push(...checkRegistriesConfig(onDisk, file.path, config.registryMirror));
         break;
-      case "other":
-        if (path.basename(file.path) === "crio.conf") results.push(checkPauseImage(onDisk, file.path, patch));
+      case "other": {
+        // One CRI-O drop-in per supported minor (prepare-node.sh picks the cluster's): each against
+        // the kubeadm of that minor.
+        const minor = /^crio-(\d+\.\d+)\.conf$/.exec(path.basename(file.path))?.[1];
+        if (minor) results.push(checkPauseImage(onDisk, file.path, kubernetesRelease(minor).patch));
         break;
+      }
     }
   }
+  // A timer and the service it starts are verified together, once per distinct pair.
+  const groups = new Map<string, RenderedFile[]>();
+  for (const unit of units) groups.set(path.dirname(unit.path), [...(groups.get(path.dirname(unit.path)) ?? []), unit]);
+  const checked = new Set<string>();
+  for (const group of groups.values()) {
+    const key = group.map((u) => `${path.basename(u.path)}\n${u.content}`).join("\n");
+    if (checked.has(key)) continue;
+    checked.add(key);
+    results.push(...checkSystemdUnits(group));
+  }
+  results.push(checkEtcdVersion(patch, kubernetesRelease(config.kubernetesVersion).etcdVersion));
   return results;
 }

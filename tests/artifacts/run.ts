@@ -10,7 +10,9 @@ import { formatIssues, resolveConfig } from "../../render/config";
 import { listStacks, readProjectFile, readStackFile } from "../../render/project";
 import { readScriptSources } from "../../render/scripts";
 import { DEFAULT_KUBERNETES_MINOR, SUPPORTED_KUBERNETES, kubernetesRelease } from "../../render/versions";
+import { renderBackupService } from "../../render/backup";
 import { CheckResult, checkKubeadmConfig, checkRendered, pullSources } from "./checks";
+import { checkScheduleValidator, verifyUnits } from "./systemd";
 
 interface Row extends CheckResult {
   readonly stack: string;
@@ -56,9 +58,7 @@ function main(): number {
         fs.writeFileSync(path.join(dir, file.path), file.content, { mode: file.mode });
       }
       const versionOnly = label.includes("@");
-      const checked = versionOnly
-        ? files.filter((f) => f.kind === "kubeadm-config" || path.basename(f.path) === "crio.conf")
-        : files;
+      const checked = versionOnly ? files.filter((f) => f.kind === "kubeadm-config") : files;
       rows.push(...checkRendered(checked, dir, resolved.config).map((r) => ({ ...r, stack: label })));
     }
 
@@ -89,6 +89,29 @@ function main(): number {
     });
     if (rejectedAsExpected)
       console.log(`kubeadm rejects the broken fixture with its own error:\n  ${broken.detail.split("\n")[0]}\n`);
+
+    // The same for systemd: a misspelled timer key must be reported by systemd-analyze verify.
+    rows.push({ ...checkScheduleValidator(), stack: "(validator)" });
+    const timer = fs.readFileSync(path.join(fixtures, "systemd-misspelled.timer"), "utf8");
+    const units = [
+      { name: "ha-k8s-etcd-backup.timer", content: timer },
+      { name: "ha-k8s-etcd-backup.service", content: renderBackupService() },
+    ];
+    const verified = verifyUnits(units);
+    const systemdRejects = !verified.ok && /Unknown key '?OnCalender'?/.test(verified.detail);
+    rows.push({
+      artifact: "fixtures/systemd-misspelled.timer",
+      tool: "systemd-analyze verify (must reject)",
+      version: "",
+      ok: systemdRejects || (!process.env.CI && /no system units|ENOENT/.test(verified.detail)),
+      skipped: !systemdRejects && !process.env.CI && /no system units|ENOENT/.test(verified.detail),
+      detail: systemdRejects
+        ? ""
+        : `systemd-analyze did not reject the misspelled key as expected:\n${verified.detail}`,
+      stack: "(fixture)",
+    });
+    if (systemdRejects)
+      console.log(`systemd rejects the broken timer with its own words:\n  ${verified.detail.split("\n")[0]}\n`);
 
     // The registries check must be able to fail too: a mirror written with a scheme is refused by
     // the library CRI-O reads the drop-in with (config validation refuses it before that).

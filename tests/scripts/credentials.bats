@@ -6,7 +6,7 @@ setup() {
   setup_machine
   export JOIN_NODE=c-worker-3 JOIN_ROLE=worker KUBECONFIG_PATH=/etc/kubernetes/admin.conf TOKEN_TTL_HOURS=168
   echo "$TOKEN" >"$HA_K8S_STAGE/bootstrap-token"
-  printf 'certificateKey: %s\n' "$CERT_KEY" >"$HA_K8S_STAGE/kubeadm-upload-certs.yaml"
+  printf 'certificateKey: %s\n---\nkubernetesVersion: v1.35.4\n' "$CERT_KEY" >"$HA_K8S_STAGE/kubeadm-upload-certs.yaml"
   # A small model of the cluster in $STATE: our token's expiration, and who owns kubeadm-certs.
   # No token yet; apply stores what it receives on stdin.
   stub kubectl '
@@ -19,7 +19,9 @@ case "$*" in
 esac'
   # upload-certs: kubeadm ties the certificates to a 2-hour token of its own (phases/copycerts).
   stub kubeadm '
+if [ "$1" = version ]; then echo v1.37.2; exit 0; fi
 if [ "$2 $3" = "phase upload-certs" ]; then
+  cp "$6" "$STATE/upload-certs-config" # kubeadm init phase upload-certs --upload-certs --config <file>
   echo "bootstrap-token-kubead" >"$STATE/certs-owner"
   date -u -d "+2 hours" +%Y-%m-%dT%H:%M:%SZ >"$STATE/expiration-bootstrap-token-kubead"
 fi
@@ -102,7 +104,8 @@ touch "$HA_K8S_ROOT/etc/kubernetes/kubelet.conf" "$HA_K8S_ROOT/etc/kubernetes/ma
 @test "control planes also get the certificates re-uploaded, key from a file, output redacted" {
   JOIN_ROLE=control-plane run_script refresh-credentials.sh
   assert_success
-  assert_call_order "^kubeadm init phase upload-certs --upload-certs --config $HA_K8S_STAGE/kubeadm-upload-certs.yaml"
+  assert_call_order "^kubeadm init phase upload-certs --upload-certs --config $HA_K8S_STAGE/kubeadm-upload-certs.current.yaml"
+  [ ! -e "$HA_K8S_STAGE/kubeadm-upload-certs.current.yaml" ] # the copy with the key is gone
   refute_output --partial "$CERT_KEY"
   run grep -c "$CERT_KEY" "$CALLS"
   assert_output 0
@@ -125,4 +128,11 @@ touch "$HA_K8S_ROOT/etc/kubernetes/kubelet.conf" "$HA_K8S_ROOT/etc/kubernetes/ma
   run_script refresh-credentials.sh
   assert_failure
   assert_output --partial "cannot prepare the join of c-worker-3"
+}
+
+@test "after an upgrade, upload-certs is given kubeadm's own version, not the cluster's first one" {
+  JOIN_ROLE=control-plane run_script refresh-credentials.sh
+  assert_success
+  grep -q "^kubernetesVersion: v1.37.2$" "$STATE/upload-certs-config"
+  grep -q "^certificateKey: $CERT_KEY$" "$STATE/upload-certs-config"
 }

@@ -11,9 +11,15 @@ setup() {
   : >"$CALLS"
   unset PULUMI_BACKEND_URL PULUMI_CONFIG_PASSPHRASE PULUMI_CONFIG_PASSPHRASE_FILE GOOGLE_CREDENTIALS GOOGLE_APPLICATION_CREDENTIALS
   PROJECT_COPY="$MACHINE_DIR/project"
-  mkdir -p "$PROJECT_COPY/tools"
-  cp "$REPO/tools/deploy.sh" "$REPO/tools/destroy.sh" "$REPO/tools/pulumi-env.sh" "$PROJECT_COPY/tools/"
+  mkdir -p "$PROJECT_COPY/tools" "$PROJECT_COPY/scripts"
+  cp "$REPO/tools/deploy.sh" "$REPO/tools/destroy.sh" "$REPO/tools/pulumi-env.sh" "$REPO/tools/state-commands.js" \
+    "$PROJECT_COPY/tools/"
+  cp "$REPO/scripts/wait-for-login.sh" "$REPO/scripts/lib.sh" "$PROJECT_COPY/scripts/"
   echo 'echo "setup $HA_K8S_SETUP_APT" >>"$CALLS"' >"$PROJECT_COPY/tools/setup.sh"
+  # The plan's parallelism (npm run parallel) and an OpenSSH client that logs in everywhere.
+  stub npm 'case "$*" in *"run --silent parallel -- --stack"*) echo 216 ;; esac'
+  stub ssh 'echo ha-k8s-login-ok'
+  export HA_K8S_SLEEP=0
   stub pulumi '
 case "$1 $2" in
   "whoami "*) [ -f "$STATE/logged-in" ] && echo "Backend URL: https://api.pulumi.com" ;;
@@ -60,7 +66,8 @@ deploy() { run bash "$PROJECT_COPY/tools/deploy.sh" "$@"; }
   [ -d "$PROJECT_COPY/.pulumi-state" ]
   assert_equal "$(stat -c %a "$PROJECT_COPY/.pulumi-passphrase")" 600
   [ -s "$PROJECT_COPY/.pulumi-passphrase" ]
-  assert_call_order "^pulumi stack init dev" "^pulumi config set gcp:project my-project-123" "^setup 0" "^pulumi up --stack dev --yes"
+  assert_call_order "^pulumi stack init dev" "^pulumi config set gcp:project my-project-123" "^setup 0" \
+    "^npm run --silent parallel -- --stack dev" "^pulumi up --stack dev --parallel 216 --yes"
   grep -q "^up backend=file://$PROJECT_COPY/.pulumi-state passphrase=$PROJECT_COPY/.pulumi-passphrase" "$CALLS"
 }
 
@@ -93,31 +100,80 @@ deploy() { run bash "$PROJECT_COPY/tools/deploy.sh" "$@"; }
 @test "a named stack" {
   deploy prod
   assert_success
-  assert_call_order "^pulumi stack init prod" "^pulumi up --stack prod"
+  assert_call_order "^pulumi stack init prod" "^npm run --silent parallel -- --stack prod" "^pulumi up --stack prod --parallel 216"
 }
 
-@test "no project anywhere: one line saying how to set it" {
-  rm "$STATE/gcloud-project"
-  deploy
+@test "a --parallel of your own wins over the plan's" {
+  deploy dev --parallel 32 --yes
+  assert_success
+  assert_call_order "^pulumi up --stack dev --parallel 32 --yes"
+  [ "$(count_calls '^npm run')" -eq 0 ]
+}
+
+@test "without the OpenSSH client: one line saying how to install it, nothing deployed" {
+  rm "$STUBS/ssh"
+  # The system's commands, all but ssh.
+  mkdir "$MACHINE_DIR/no-ssh"
+  for tool in /usr/bin/* /bin/*; do
+    [ "$(basename "$tool")" = ssh ] || ln -sf "$tool" "$MACHINE_DIR/no-ssh/"
+  done
+  run env PATH="$STUBS:$MACHINE_DIR/no-ssh" bash "$PROJECT_COPY/tools/deploy.sh"
   assert_failure
-  assert_output --partial "pulumi config set gcp:project <project-id> --stack dev"
+  assert_equal "${lines[${#lines[@]} - 1]}" \
+    "The OpenSSH client (ssh) is not installed: install it (Debian/Ubuntu: apt-get install openssh-client), then run this again."
   [ "$(count_calls '^pulumi up')" -eq 0 ]
 }
 
-@test "destroy that cannot reach machines drops only the remote commands from the state, then finishes" {
+# A state with a VM, a command on a reachable machine and one on a machine that is gone. The
+# connections are secrets, shown as `pulumi stack export --show-secrets` shows them.
+write_state() {
+  node -e '
+const secret = (v) => ({ "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", plaintext: JSON.stringify(v) });
+const key = "-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----\n";
+const cmd = (name, host) => ({ urn: `urn:pulumi:dev::ha-k8s::command:remote:Command::${name}`, type: "command:remote:Command",
+  inputs: { connection: secret({ host, user: "k8sadmin", privateKey: key, proxy: { host: "198.51.100.7", user: "k8sadmin", privateKey: key } }) } });
+console.log(JSON.stringify({ deployment: { resources: [
+  { urn: "urn:pulumi:dev::ha-k8s::gcp:compute/instance:Instance::c-cp-1", type: "gcp:compute/instance:Instance" },
+  cmd("c-cp-2-member", "10.10.0.10"), cmd("c-worker-1-join", "10.10.0.20"), cmd("c-worker-1-removal", "10.10.0.10") ] } }));
+' >"$STATE/export.json"
+}
+
+@test "destroy drops only the commands whose machine cannot be reached, then finishes" {
   touch "$STATE/stack-dev" "$STATE/destroy-fails"
   echo my-project-123 >"$STATE/project"
-  cat >"$STATE/export.json" <<'JSON'
-{"deployment":{"resources":[
-  {"urn":"urn:pulumi:dev::ha-k8s::gcp:compute/instance:Instance::c-cp-1","type":"gcp:compute/instance:Instance"},
-  {"urn":"urn:pulumi:dev::ha-k8s::command:remote:Command::c-cp-1-init","type":"command:remote:Command"},
-  {"urn":"urn:pulumi:dev::ha-k8s::command:remote:Command::c-worker-1-join","type":"command:remote:Command"}]}}
-JSON
-  run bash "$PROJECT_COPY/tools/destroy.sh" --yes
+  write_state
+  # worker-1 (10.10.0.20) is gone: its login times out; cp-1 (10.10.0.10) answers.
+  stub ssh 'case "$*" in *10.10.0.20*) echo "ssh: connect to host 10.10.0.20 port 22: Connection timed out" >&2; exit 255 ;; esac; echo ha-k8s-login-ok'
+  HA_K8S_UNREACHABLE_AFTER=1 run bash "$PROJECT_COPY/tools/destroy.sh" --yes
   assert_success
-  assert_call_order "^pulumi destroy --stack dev --yes" "^pulumi stack export" \
-    "^pulumi state delete --stack dev --yes --target-dependents urn:pulumi:dev::ha-k8s::command:remote:Command::c-cp-1-init" \
-    "^pulumi state delete .*c-worker-1-join" "^pulumi destroy --stack dev --yes"
-  [ "$(count_calls '^pulumi state delete .*Instance')" -eq 0 ]
+  assert_call_order "^pulumi destroy --stack dev --parallel 216 --yes" "^pulumi stack export --stack dev --show-secrets" \
+    "^pulumi state delete --stack dev --yes --target-dependents urn:pulumi:dev::ha-k8s::command:remote:Command::c-worker-1-join" \
+    "^pulumi destroy --stack dev --parallel 216 --yes"
+  [ "$(count_calls '^pulumi state delete')" -eq 1 ]
+  assert_output --partial "10.10.0.20 via 198.51.100.7 cannot be reached"
   [ "$(count_calls '^pulumi destroy')" -eq 2 ]
+  # Each machine was checked once, through the jump host, with the key from the state.
+  [ "$(count_calls '^ssh .*k8sadmin@10.10.0.10')" -eq 1 ]
+  grep -q "ProxyCommand=ssh .* -W %h:%p k8sadmin@198.51.100.7" "$CALLS"
+}
+
+@test "a destroy that fails for another reason (a GCP API error) fails and drops nothing" {
+  touch "$STATE/stack-dev" "$STATE/destroy-fails"
+  echo my-project-123 >"$STATE/project"
+  write_state
+  run bash "$PROJECT_COPY/tools/destroy.sh" --yes
+  assert_failure
+  assert_output --partial "failed for a reason other than unreachable machines"
+  assert_output --partial "the state of stack dev is kept"
+  [ "$(count_calls '^pulumi state delete')" -eq 0 ]
+  [ "$(count_calls '^pulumi destroy')" -eq 1 ]
+}
+
+@test "the exported state with its secrets does not outlive the destroy" {
+  touch "$STATE/stack-dev" "$STATE/destroy-fails"
+  echo my-project-123 >"$STATE/project"
+  write_state
+  export TMPDIR="$MACHINE_DIR/tmp" && mkdir -p "$TMPDIR"
+  run bash "$PROJECT_COPY/tools/destroy.sh" --yes
+  [ -z "$(ls -A "$TMPDIR")" ]
 }

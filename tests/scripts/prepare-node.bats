@@ -8,8 +8,11 @@ setup() {
   mkdir -p "$HA_K8S_ROOT/etc/cni/net.d"
   printf 'UUID=abc / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n' >"$HA_K8S_ROOT/etc/fstab"
   echo '{"cniVersion":"1.0.0"}' >"$HA_K8S_ROOT/etc/cni/net.d/10-crio-bridge.conflist"
-  printf '[crio.image]\npause_image = "registry.k8s.io/pause:3.10.2"\n' >"$HA_K8S_STAGE/crio.conf"
-  export NODE_ROLE=control-plane K8S_MINOR=1.36 K8S_VERSION=v1.36.3 K8S_DEB_VERSION=1.36.3-1.1
+  printf '[crio.image]\npause_image = "registry.k8s.io/pause:3.10.1"\n' >"$HA_K8S_STAGE/crio-1.35.conf"
+  printf '[crio.image]\npause_image = "registry.k8s.io/pause:3.10.2"\n' >"$HA_K8S_STAGE/crio-1.36.conf"
+  export NODE_ROLE=control-plane K8S_DEFAULT_MINOR=1.36 API_ENDPOINT=10.10.0.2:6443
+  export K8S_RELEASES="1.35 1.35.4 1.35.4-1.1 https://pkgs.k8s.io/core:/stable:/v1.35/deb/ https://download.opensuse.org/repositories/isv:/cri-o:/stable:/v1.35/deb/
+1.36 1.36.3 1.36.3-1.1 https://pkgs.k8s.io/core:/stable:/v1.36/deb/ https://download.opensuse.org/repositories/isv:/cri-o:/stable:/v1.36/deb/"
   export KUBERNETES_APT_REPO=https://pkgs.k8s.io/core:/stable:/v1.36/deb/
   export CRIO_APT_REPO=https://download.opensuse.org/repositories/isv:/cri-o:/stable:/v1.36/deb/
   export REGISTRIES_DROP_IN=/etc/containers/registries.conf.d/50-ha-k8s-mirror.conf
@@ -39,7 +42,7 @@ setup() {
     "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] $KUBERNETES_APT_REPO /"
   assert_equal "$(cat "$HA_K8S_ROOT/etc/apt/sources.list.d/cri-o.list")" \
     "deb [signed-by=/etc/apt/keyrings/cri-o-apt-keyring.gpg] $CRIO_APT_REPO /"
-  cmp "$HA_K8S_STAGE/crio.conf" "$HA_K8S_ROOT/etc/crio/crio.conf.d/20-ha-k8s.conf"
+  cmp "$HA_K8S_STAGE/crio-1.36.conf" "$HA_K8S_ROOT/etc/crio/crio.conf.d/20-ha-k8s.conf"
   [ ! -e "$HA_K8S_ROOT/etc/cni/net.d/10-crio-bridge.conflist" ]
   [ -e "$HA_K8S_ROOT/etc/cni/net.d/10-crio-bridge.conflist.disabled" ]
   grep -q 'runtime-endpoint: unix:///var/run/crio/crio.sock' "$HA_K8S_ROOT/etc/crictl.yaml"
@@ -61,7 +64,7 @@ setup() {
 
 @test "a changed CRI-O drop-in restarts crio once" {
   run_script prepare-node.sh
-  printf '[crio.image]\npause_image = "registry.k8s.io/pause:3.11"\n' >"$HA_K8S_STAGE/crio.conf"
+  printf '[crio.image]\npause_image = "registry.k8s.io/pause:3.11"\n' >"$HA_K8S_STAGE/crio-1.36.conf"
   : >"$CALLS"
   run_script prepare-node.sh
   assert_success
@@ -87,15 +90,15 @@ setup() {
   stub curl 'exit 7'
   run_script prepare-node.sh
   assert_failure
-  [ "$(count_calls '^curl .*pkgs.k8s.io')" -eq 5 ]
+  [ "$(count_calls '^curl .*pkgs.k8s.io.*Release.key')" -eq 5 ]
   assert_output --partial "cannot download the kubernetes repository key from ${KUBERNETES_APT_REPO}Release.key"
 }
 
 @test "a missing input is named" {
-  unset K8S_DEB_VERSION
+  unset K8S_RELEASES
   run_script prepare-node.sh
   assert_failure
-  assert_output --partial "environment variable K8S_DEB_VERSION is not set"
+  assert_output --partial "environment variable K8S_RELEASES is not set"
 }
 
 @test "apt waits for a lock held by unattended-upgrades, then proceeds" {
@@ -129,4 +132,34 @@ setup() {
   [ ! -e "$HA_K8S_ROOT$REGISTRIES_DROP_IN" ]
   assert_output --partial "removed the registry mirror drop-in"
   assert_call_order "^systemctl restart crio"
+}
+
+@test "a new machine gets the version the running cluster reports, not the one it was created with" {
+  stub curl '
+case "$*" in
+  *"/version"*) printf "{\n  \"major\": \"1\",\n  \"gitVersion\": \"v1.35.4\",\n}\n" ;;
+  *) out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; [ -n "$out" ] && echo key >"$out" ;;
+esac; exit 0'
+  run_script prepare-node.sh
+  assert_success
+  assert_output --partial "the cluster at 10.10.0.2:6443 runs Kubernetes 1.35: this machine gets the same"
+  assert_call_order "^curl .*https://10.10.0.2:6443/version" "^curl .*v1.35/deb/Release.key" "^apt-get .* install .*kubelet=1.35.4-1.1"
+  grep -q 'pause:3.10.1' "$HA_K8S_ROOT/etc/crio/crio.conf.d/20-ha-k8s.conf"
+}
+
+@test "a cluster on a minor this version does not support stops the preparation, saying so" {
+  stub curl 'case "$*" in *"/version"*) echo "{\"gitVersion\": \"v1.31.0\"}" ;; esac; exit 0'
+  run_script prepare-node.sh
+  assert_failure
+  assert_output --partial "Kubernetes 1.31 is not one this version of ha-k8s supports (1.35 1.36)"
+}
+
+@test "a machine that has joined keeps its Kubernetes and CRI-O: running this again never moves them" {
+  run_script prepare-node.sh
+  mkdir -p "$HA_K8S_ROOT/etc/kubernetes" && touch "$HA_K8S_ROOT/etc/kubernetes/kubelet.conf"
+  K8S_DEFAULT_MINOR=1.35 run_script prepare-node.sh
+  assert_success
+  assert_output --partial "its Kubernetes and CRI-O are left as they are"
+  assert_equal "$(cat "$STATE/pkg-kubelet")" 1.36.3-1.1
+  grep -q 'pause:3.10.2' "$HA_K8S_ROOT/etc/crio/crio.conf.d/20-ha-k8s.conf"
 }

@@ -29,3 +29,13 @@ setup() { load helpers; }
   run grep -rlE 'credentials_json|GOOGLE_CREDENTIALS' "$REPO/.github/workflows"
   assert_failure
 }
+
+@test "npm run test:workflows passes in a copy of the repository without .git (a downloaded archive)" {
+  copy="$BATS_TEST_TMPDIR/archive"
+  mkdir -p "$copy/tools"
+  cp -r "$REPO/.github" "$copy/"
+  cp "$REPO/tools/actionlint.sh" "$copy/tools/"
+  [ ! -e "$copy/.git" ]
+  run bash -c "cd '$copy' && GIT_CEILING_DIRECTORIES='$BATS_TEST_TMPDIR' bash tools/actionlint.sh"
+  assert_success
+}

@@ -20,6 +20,8 @@ describe("valid configurations", () => {
     expect(result.config?.controlPlaneCount).toBe(3);
     expect(result.config?.workerCount).toBe(2);
     expect(result.config?.kubernetesVersion).toBe("1.36");
+    // etcd backups: a bucket of its own, kept 14 days, a snapshot every hour.
+    expect(result.config).toMatchObject({ backupBucket: "", backupRetentionDays: 14, backupSchedule: "hourly" });
   });
 
   test("zones come from the table, not by appending letters (us-east1 has no -a)", () => {
@@ -168,6 +170,42 @@ const invalid: [string, RawConfig, string, RegExp][] = [
   ["disk too small", { diskSizeGb: 10 }, "ha-k8s:diskSizeGb", /20 to 65536/],
   ["bad project id", { "gcp:project": "My_Project" }, "gcp:project", /not a GCP project ID/],
   ["misspelled key", { workerCnt: 3 }, "ha-k8s:workerCnt", /did you mean ha-k8s:workerCount/],
+  // etcd backups
+  [
+    "bucket name with upper case",
+    { backupBucket: "My-Backups" },
+    "ha-k8s:backupBucket",
+    /"My-Backups" is not a Cloud Storage bucket name: it may use only lower-case/,
+  ],
+  ["bucket name too short", { backupBucket: "ab" }, "ha-k8s:backupBucket", /3 to 63 characters/],
+  ["bucket name with google", { backupBucket: "google-etcd" }, "ha-k8s:backupBucket", /"goog"/],
+  [
+    "created bucket refused by its name",
+    { clusterName: "goog-prod" },
+    "ha-k8s:backupBucket",
+    /is empty, so the program would create "goog-prod-etcd-backups-…".*name an existing bucket or change ha-k8s:clusterName/,
+  ],
+  [
+    "retention of zero days",
+    { backupRetentionDays: 0 },
+    "ha-k8s:backupRetentionDays",
+    /0 is not allowed; use 1 to 3650/,
+  ],
+  ["retention of 11 years", { backupRetentionDays: 4015 }, "ha-k8s:backupRetentionDays", /use 1 to 3650/],
+  ["retention as words", { backupRetentionDays: "two weeks" }, "ha-k8s:backupRetentionDays", /not a whole number/],
+  [
+    "schedule systemd does not know",
+    { backupSchedule: "every hour" },
+    "ha-k8s:backupSchedule",
+    /"every hour" .*allowed: a systemd calendar event/,
+  ],
+  ["schedule every minute", { backupSchedule: "minutely" }, "ha-k8s:backupSchedule", /at most one every 5 minutes/],
+  [
+    "schedule with a bad hour",
+    { backupSchedule: "*-*-* 24:00" },
+    "ha-k8s:backupSchedule",
+    /hour "24" is outside 0..23/,
+  ],
 ];
 
 describe("invalid configurations are rejected with the key, the value and what is allowed", () => {
@@ -212,6 +250,11 @@ describe("warnings", () => {
     ["adminCidrs open to the world (the default)", {}, "ha-k8s:adminCidrs"],
     ["control planes in fewer than three zones", { zones: ["us-central1-a", "us-central1-b"] }, "ha-k8s:zones"],
     ["fewer than two workers", { workerCount: 1 }, "ha-k8s:workerCount"],
+    [
+      "a retention with an existing bucket (the program sets no lifecycle on it)",
+      { backupBucket: "team-backups", backupRetentionDays: 30 },
+      "ha-k8s:backupRetentionDays",
+    ],
   ])("%s warns but is valid", (_name, values, key) => {
     const result = resolve(values);
     expect(result.errors).toEqual([]);

@@ -19,6 +19,7 @@ export interface RecordedResource {
   readonly deleteBeforeReplace: boolean;
   readonly additionalSecretOutputs: readonly string[];
   readonly ignoreChanges: readonly string[];
+  readonly retainOnDelete: boolean;
 }
 
 export interface ProgramRun {
@@ -44,6 +45,9 @@ export async function failedRun(...args: Parameters<typeof runProgram>): Promise
   }
   throw new Error("the program succeeded; a failure was expected");
 }
+
+// Jest's own failure reports need whole stack traces; the program would shorten them (index.ts).
+process.env.HA_K8S_FULL_STACK_TRACES = "1";
 
 export async function runProgram(
   values: ConfigValues = {},
@@ -82,6 +86,7 @@ export async function runProgram(
               deleteBeforeReplace: opts?.deleteBeforeReplace ?? false,
               additionalSecretOutputs: opts?.additionalSecretOutputs ?? [],
               ignoreChanges: opts?.ignoreChanges ?? [],
+              retainOnDelete: opts?.retainOnDelete ?? false,
             });
             return mockResponse(args.type, args.name, unwrapped, options.previousOutputs);
           },
@@ -109,6 +114,7 @@ export async function runProgram(
             deleteBeforeReplace: Boolean((opts as pulumi.CustomResourceOptions).deleteBeforeReplace),
             additionalSecretOutputs: (opts as pulumi.CustomResourceOptions).additionalSecretOutputs ?? [],
             ignoreChanges: opts.ignoreChanges ?? [],
+            retainOnDelete: Boolean(opts.retainOnDelete),
           });
           if (!custom) {
             recorded.set(`${t}::${name}`, { ...optionsByName.get(`${t}::${name}`)!, inputs: {}, secretInputs: [] });

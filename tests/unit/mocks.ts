@@ -3,13 +3,16 @@
 
 import { FAKE_ADMIN_CONF, TEST_CA_CERT } from "./fixtures";
 
-export type ConfigValues = Record<string, string | number | readonly string[]>;
+/** Stack values; undefined removes a key (gcp:project is set unless removed). */
+export type ConfigValues = Record<string, string | number | readonly string[] | undefined>;
 
 /** Stack config as the Pulumi runtime holds it: namespaced keys, string values. */
 export function stackConfig(values: ConfigValues): Record<string, string> {
   const config: Record<string, string> = { "gcp:project": "ha-k8s-test-project" };
   for (const [key, value] of Object.entries(values)) {
-    config[key.includes(":") ? key : `ha-k8s:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
+    const name = key.includes(":") ? key : `ha-k8s:${key}`;
+    if (value === undefined) delete config[name];
+    else config[name] = typeof value === "string" ? value : JSON.stringify(value);
   }
   return config;
 }
@@ -36,6 +39,9 @@ function fakeState(type: string, name: string, inputs: Record<string, unknown>):
       return { ...inputs, address: inputs.address ?? `203.0.113.${(name.length * 7) % 250}` };
     case "gcp:compute/instance:Instance":
       return { ...inputs, instanceId: `id-${name}`, selfLink: `https://compute/${name}` };
+    case "gcp:storage/bucket:Bucket":
+      // Pulumi names a bucket without a name: <resource name>-<7 random hex digits>.
+      return { ...inputs, name: inputs.name ?? `${name}-0a1b2c3` };
     case "gcp:serviceaccount/account:Account":
       return { ...inputs, email: `${inputs.accountId}@project.iam.gserviceaccount.com` };
     case "tls:index/privateKey:PrivateKey":

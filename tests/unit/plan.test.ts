@@ -1,6 +1,6 @@
 import { ClusterConfig, LONGEST_NAME_SUFFIX, RawConfig, resolveConfig } from "../../render/config";
 import { readProjectFile, readStackFile } from "../../render/project";
-import { DEPLOYER, Plan, buildPlan, longestChain, names, runsOnMachine } from "../../render/plan";
+import { DEPLOYER, Plan, SNAPSHOT_STEP, buildPlan, longestChain, names, runsOnMachine } from "../../render/plan";
 import { GCE_NAME } from "../../render/gce";
 import { parseCidr, contains } from "../../render/cidr";
 
@@ -310,5 +310,52 @@ describe("bootstrap steps", () => {
       },
     ];
     expect(() => longestChain(steps)).toThrow(/cycle/);
+  });
+});
+
+describe("backup steps", () => {
+  const plan = planOf({ controlPlaneCount: 5 });
+  const step = (id: string) => plan.steps.find((s) => s.id === id)!;
+
+  test("every control plane sets up the scheduled snapshot once prepared and once the bucket exists", () => {
+    for (const i of [1, 2, 3, 4, 5]) {
+      expect(step(`ha-k8s-cp-${i}/backup`)).toMatchObject({
+        node: `ha-k8s-cp-${i}`,
+        dependsOn: [`ha-k8s-cp-${i}/prepare`, "cluster/backup-bucket"],
+        rerunWhenReplaced: [`ha-k8s-cp-${i}`],
+      });
+    }
+    expect(plan.steps.filter((s) => s.kind === "backup")).toHaveLength(5);
+    expect(step("cluster/backup-bucket").dependsOn).toEqual([]);
+  });
+
+  test("the snapshot before changes runs on the first control plane, after init and its backup setup", () => {
+    expect(SNAPSHOT_STEP).toBe("cluster/snapshot");
+    expect(step(SNAPSHOT_STEP)).toMatchObject({
+      kind: "snapshot",
+      node: "ha-k8s-cp-1",
+      dependsOn: ["ha-k8s-cp-1/init", "ha-k8s-cp-1/backup"],
+    });
+  });
+
+  test("no bootstrap step waits for a backup step (a Ready cluster does not depend on backups)", () => {
+    const backupIds = new Set(plan.steps.filter((s) => ["backup", "snapshot"].includes(s.kind)).map((s) => s.id));
+    for (const s of plan.steps.filter((x) => !backupIds.has(x.id))) {
+      for (const d of s.dependsOn) expect([s.id, backupIds.has(d)]).toEqual([s.id, false]);
+    }
+  });
+
+  test("the plan says where snapshots go: a created bucket (named by Pulumi) unless backupBucket is set", () => {
+    expect(plan.backup).toEqual({
+      bucket: "ha-k8s-etcd-backups-<pulumi-suffix>",
+      createBucket: true,
+      retentionDays: 14,
+      schedule: "hourly",
+      etcdVersion: "3.6.8",
+    });
+    expect(planOf({ backupBucket: "team-backups" }).backup).toMatchObject({
+      bucket: "team-backups",
+      createBucket: false,
+    });
   });
 });

@@ -3,7 +3,7 @@
 // mocks) pass — dev's open adminCidrs would not pass as prod.
 
 import { ResourceValidationArgs, StackValidationArgs, resourcePolicies, stackPolicy } from "../../policy/policies";
-import { Environment, FIREWALL, INSTANCE, Resource, checkStack } from "../../policy/rules";
+import { BUCKET, Environment, FIREWALL, INSTANCE, Resource, checkStack } from "../../policy/rules";
 import { readStackFile } from "../../render/project";
 import { runProgram } from "./harness";
 
@@ -22,6 +22,11 @@ const firewall = (ports: string[], sourceRanges: string[], protocol = "tcp"): Re
   type: FIREWALL,
   name: "c-rule",
   props: { allows: [{ protocol, ports }], sourceRanges },
+});
+const bucket = (overrides: Record<string, unknown> = {}): Resource => ({
+  type: BUCKET,
+  name: "c-etcd-backups",
+  props: { publicAccessPrevention: "enforced", uniformBucketLevelAccess: true, ...overrides },
 });
 const controlPlanes = (n: number) =>
   Array.from({ length: n }, (_, i) => ({ ...node("control-plane"), name: `c-cp-${i + 1}` }));
@@ -80,6 +85,20 @@ describe("rules", () => {
     ["one control plane in prod", controlPlanes(1), "prod", ["control-plane-quorum"]],
     ["one control plane in dev", controlPlanes(1), "dev", []],
     ["three control planes in prod", controlPlanes(3), "prod", []],
+    ["a private backup bucket", [bucket()], "prod", []],
+    [
+      "a backup bucket without public access prevention",
+      [bucket({ publicAccessPrevention: "inherited" })],
+      "dev",
+      ["bucket-not-public"],
+    ],
+    [
+      "a backup bucket that leaves it unset",
+      [bucket({ publicAccessPrevention: undefined })],
+      "prod",
+      ["bucket-not-public"],
+    ],
+    ["a backup bucket with object ACLs", [bucket({ uniformBucketLevelAccess: false })], "dev", ["bucket-not-public"]],
   ])("%s", (_name, resources, env, expected) => {
     expect(rulesHit(resources, env)).toEqual(expected);
   });
@@ -111,6 +130,9 @@ describe("the @pulumi/policy wrappers report what the rules find", () => {
     // Without a policy config the prod rules apply: a forgotten --policy-pack-config is strict.
     expect(validate("no-world-open-sensitive-ports", firewall(["10250"], ["0.0.0.0/0"]))).toHaveLength(1);
     expect(validate("shielded-vm", node("worker", { shieldedInstanceConfig: undefined }), "dev")).toHaveLength(1);
+    expect(validate("bucket-not-public", bucket({ publicAccessPrevention: "inherited" }), "dev")).toEqual([
+      'bucket c-etcd-backups lacks public access prevention "enforced"',
+    ]);
   });
 
   test("stack policy", () => {

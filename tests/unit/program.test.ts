@@ -33,7 +33,15 @@ describe("GCP resources", () => {
     expect(count(T.instance)).toBe(6);
     expect(count(T.address)).toBe(6 + 1); // one static internal address per VM (the lone LB's is the endpoint) + the external one
     expect(count(T.command)).toBe(devPlan.steps.filter(runsOnMachine).length);
-    for (const type of ["Network", "LoadBalancer", "NodePool", "ClusterBootstrap", "ClusterAccess", "ClusterPki"]) {
+    for (const type of [
+      "Network",
+      "LoadBalancer",
+      "NodePool",
+      "ClusterBootstrap",
+      "ClusterAccess",
+      "ClusterPki",
+      "ClusterBackup",
+    ]) {
       expect(count(`ha-k8s:index:${type}`)).toBe(1);
     }
   });
@@ -117,6 +125,7 @@ describe("bootstrap commands", () => {
         const dep = devPlan.steps.find((s) => s.id === id)!;
         if (dep.kind === "network") return "ha-k8s-dev-network"; // the Network component: all of it
         if (dep.kind === "load-balancer") return "ha-k8s-dev-lb"; // the LoadBalancer component
+        if (dep.kind === "backup-bucket") return "ha-k8s-dev-backup"; // the ClusterBackup component
         return dep.kind === "vm" ? dep.node : id.replace("/", "-");
       });
       expect([step.id, commandFor(dev, step.id).dependsOn]).toEqual([step.id, expected]);
@@ -221,6 +230,43 @@ describe("secrets", () => {
     const prepare = commandFor(dev, "ha-k8s-dev-worker-1/prepare");
     expect(prepare.secretInputs).not.toContain("stdin");
     expect(prepare.inputs.logging).toBe("stdoutAndStderr");
+  });
+});
+
+describe("the deploying machine", () => {
+  test("up without gcp:project fails before any resource, naming the provider's fallbacks", async () => {
+    const failure = await failedRun({ "gcp:project": undefined });
+    expect(failure.message).toMatch(
+      /gcp:project: is not set, nor any of GOOGLE_PROJECT, GOOGLE_CLOUD_PROJECT, GCLOUD_PROJECT, CLOUDSDK_CORE_PROJECT/,
+    );
+    expect(failure.registered).toEqual([]);
+  });
+
+  test("a project from the environment is enough (google-github-actions/auth sets GOOGLE_CLOUD_PROJECT)", async () => {
+    process.env.GOOGLE_CLOUD_PROJECT = "from-the-environment";
+    try {
+      const run = await runProgram({ "gcp:project": undefined });
+      expect(run.ofType("gcp:compute/instance:Instance").length).toBe(6);
+    } finally {
+      delete process.env.GOOGLE_CLOUD_PROJECT;
+    }
+  });
+
+  test.each([
+    ["8", true],
+    ["32", false],
+    [undefined, false],
+  ])("engine parallelism %s: a warning saying what to set when below the plan's needs: %s", async (engine, warned) => {
+    if (engine) process.env.PULUMI_NODEJS_PARALLEL = engine;
+    try {
+      const run = await runProgram(devValues, { preview: true });
+      const warning = run.warnings.find((w) => /operations at once/.test(w));
+      expect(Boolean(warning)).toBe(warned);
+      if (warned)
+        expect(warning).toMatch(/pulumi runs at most 8 .*run pulumi up --parallel 32 \(or set PULUMI_PARALLEL=32\)/);
+    } finally {
+      delete process.env.PULUMI_NODEJS_PARALLEL;
+    }
   });
 });
 

@@ -11,6 +11,7 @@ import { renderCrioDropIn, renderRegistriesDropIn } from "../../render/crio";
 import { parse as parseToml } from "smol-toml";
 import { readScriptSources } from "../../render/scripts";
 import { renderStepCommand } from "../../render/steps";
+import { SUPPORTED_KUBERNETES } from "../../render/versions";
 import { renderCalicoResources } from "../../render/calico";
 import { renderCloudConfig } from "../../render/cloudinit";
 import { TEST_CA_CERT, TEST_CA_CERT_HASH, FAKE_ADMIN_CONF } from "./fixtures";
@@ -194,6 +195,23 @@ describe("small renderers", () => {
     expect(installation.spec.registry).toBe("quay.io/");
   });
 
+  test("the prepare bundle names no current version: a kubernetesVersion change leaves it as it is", () => {
+    const sources = readScriptSources();
+    const prepareOf = (minor: string) => {
+      const cfg = resolveConfig({ kubernetesVersion: minor }, readProjectFile().defaults).config!;
+      // A running cluster keeps the version it was created with (the guard reads it back).
+      const p = { ...buildPlan(cfg), cluster: { ...buildPlan(cfg).cluster, createdWithVersion: "1.36" } };
+      return renderStepCommand(
+        cfg,
+        p,
+        p.steps.find((s) => s.id === "ha-k8s-worker-1/prepare")!,
+        undefined,
+        sources,
+      ).bundle;
+    };
+    expect(prepareOf("1.37")).toBe(prepareOf("1.36"));
+  });
+
   test("registry mirror: a registries.conf drop-in pulling docker.io through the mirror", () => {
     const text = renderRegistriesDropIn("mirror.gcr.io");
     const parsed = parseToml(text) as {
@@ -217,12 +235,11 @@ describe("small renderers", () => {
         sources,
       );
     };
-    expect(prepareOf({}).files.map((f) => f.name)).toEqual(["crio.conf"]);
+    const perMinor = Object.keys(SUPPORTED_KUBERNETES).map((minor) => `crio-${minor}.conf`);
+    expect(prepareOf({}).files.map((f) => f.name)).toEqual(perMinor);
     const mirrored = prepareOf({ registryMirror: "europe-docker.pkg.dev/p/hub" });
-    expect(mirrored.files.map((f) => [f.name, f.kind])).toEqual([
-      ["crio.conf", "other"],
-      ["registries-mirror.conf", "registries-config"],
-    ]);
+    expect(mirrored.files.map((f) => f.name)).toEqual([...perMinor, "registries-mirror.conf"]);
+    expect(mirrored.files.at(-1)?.kind).toBe("registries-config");
     expect(mirrored.bundle).toContain('location = "europe-docker.pkg.dev/p/hub"');
     expect(mirrored.bundle).toContain("REGISTRIES_DROP_IN='/etc/containers/registries.conf.d/50-ha-k8s-mirror.conf'");
   });

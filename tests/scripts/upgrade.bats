@@ -1,0 +1,164 @@
+#!/usr/bin/env bats
+# The upgrade scripts (upgrade-node.sh, upgrade-drain.sh, upgrade-uncordon.sh, upgrade-verify.sh)
+# against a stub machine whose state follows what they do: packages, kubeadm's manifests and
+# cluster configuration, the Node's kubelet version, cordon state.
+
+setup() {
+  load helpers
+  setup_machine
+  stub_node_machine
+  export NODE_NAME=c-cp-1 NODE_ROLE=control-plane UPGRADE_ACTION=apply
+  export K8S_MINOR=1.37 K8S_VERSION=v1.37.2 K8S_DEB_VERSION=1.37.2-1.1 DRAIN_TIMEOUT_SECONDS=600
+  export KUBERNETES_APT_REPO=https://pkgs.k8s.io/core:/stable:/v1.37/deb/
+  export CRIO_APT_REPO=https://download.opensuse.org/repositories/isv:/cri-o:/stable:/v1.37/deb/
+  export KUBECONFIG_PATH=/etc/kubernetes/admin.conf
+  printf '[crio.image]\npause_image = "registry.k8s.io/pause:3.10.2"\n' >"$HA_K8S_STAGE/crio.conf"
+  # A node at 1.36.3: its packages, kubeadm's manifest, the cluster's configuration, its Node.
+  for pkg in kubeadm kubelet kubectl; do echo 1.36.3-1.1 >"$STATE/pkg-$pkg"; done
+  echo 1.36.2-1.1 >"$STATE/pkg-cri-o"
+  mkdir -p "$HA_K8S_ROOT/etc/kubernetes/manifests"
+  echo "    image: registry.k8s.io/kube-apiserver:v1.36.3" >"$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+  echo "kubernetesVersion: v1.36.3" >"$STATE/cluster-config"
+  echo v1.36.3 >"$STATE/node-version"
+  # apt installs from the repository configured last: unversioned packages (cri-o) come from its stream.
+  stub apt-get '
+case " $* " in
+  *" install "*)
+    for arg in "$@"; do
+      case "$arg" in -*|install) ;; *=*) echo "${arg#*=}" >"$STATE/pkg-${arg%%=*}" ;; *) echo "$K8S_MINOR.0-1.1" >"$STATE/pkg-$arg" ;; esac
+    done ;;
+esac'
+  # kubelet restarted: the Node reports the installed kubelet's version.
+  stub systemctl '
+case "$1" in
+  restart) touch "$STATE/active-${!#}"; [ "${!#}" = kubelet ] && echo "v$(cut -d- -f1 "$STATE/pkg-kubelet")" >"$STATE/node-version" ;;
+  start|reload) touch "$STATE/active-${!#}" ;;
+  is-active) [ -f "$STATE/active-${!#}" ] ;;
+esac; exit 0'
+  stub kubeadm '
+case "$1 $2" in
+  "upgrade plan") [ -f "$STATE/plan-refuses" ] && { echo "[upgrade/versions] FATAL: the upgrade would skip a minor" >&2; exit 1; }; echo "You can now apply the upgrade by executing: kubeadm upgrade apply $3" ;;
+  "upgrade apply") echo "kubernetesVersion: $3" >"$STATE/cluster-config"
+    echo "    image: registry.k8s.io/kube-apiserver:$3" >"$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ;;
+  "upgrade node") echo "    image: registry.k8s.io/kube-apiserver:'"$K8S_VERSION"'" >"$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ;;
+esac'
+  stub kubectl '
+case "$*" in
+  *"get --raw /readyz"*) echo ok ;;
+  *"get --raw /version"*) printf "{\n  \"gitVersion\": \"%s\"\n}\n" "$(cat "$STATE/api-version" 2>/dev/null || cat "$STATE/node-version")" ;;
+  *"get configmap kubeadm-config"*) cat "$STATE/cluster-config" ;;
+  *"jsonpath={.status.nodeInfo.kubeletVersion}"*) node="$(sed -E "s/.*get node ([^ ]+) .*/\1/" <<<"$*")"; cat "$STATE/node-version-$node" 2>/dev/null || cat "$STATE/node-version" ;;
+  *"jsonpath={.spec.unschedulable}"*) [ -f "$STATE/cordoned" ] && echo true ;;
+  *" drain "*) touch "$STATE/cordoned"; [ -f "$STATE/drain-fails" ] && { echo "evicting pod shop/cart-1: Cannot evict pod as it would violate the pod'"'"'s disruption budget." >&2; exit 1; }; exit 0 ;;
+  *"get pods"*) echo "shop/cart-1 " ;;
+  *" uncordon "*) rm -f "$STATE/cordoned" ;;
+esac; exit 0'
+  stub curl 'case "$*" in *Release.key*) out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; echo key >"$out" ;; *) echo ok ;; esac'
+  stub crictl 'case "$1" in ps) echo etcd-id ;; exec) echo "127.0.0.1:2379 is healthy" ;; esac'
+}
+
+@test "first control plane: repositories, kubeadm, plan, apply, drain, CRI-O, kubelet and kubectl, back, uncordon" {
+  run_script upgrade-node.sh
+  assert_success
+  assert_call_order "^curl .*pkgs.k8s.io/core:/stable:/v1.37/deb/Release.key" "^curl .*isv:/cri-o:/stable:/v1.37/deb/Release.key" \
+    "^apt-get .* update" "^apt-get .* install .*kubeadm=1.37.2-1.1" "^kubeadm upgrade plan v1.37.2" \
+    "^kubeadm upgrade apply v1.37.2 --yes" "^kubectl .*drain c-cp-1 --ignore-daemonsets --delete-emptydir-data --timeout=600s" \
+    "^apt-get .* install .*cri-o" "^systemctl restart crio" "^apt-get .* install .*kubelet=1.37.2-1.1 kubectl=1.37.2-1.1" \
+    "^systemctl daemon-reload" "^systemctl restart kubelet" "^kubectl .*uncordon c-cp-1"
+  grep -q 'pause_image = "registry.k8s.io/pause:3.10.2"' "$HA_K8S_ROOT/etc/crio/crio.conf.d/20-ha-k8s.conf"
+  assert_equal "$(cat "$HA_K8S_ROOT/etc/apt/sources.list.d/kubernetes.list")" \
+    "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] $KUBERNETES_APT_REPO /"
+  assert_output --partial "c-cp-1 runs Kubernetes v1.37.2"
+}
+
+@test "a second run changes nothing" {
+  run_script upgrade-node.sh
+  : >"$CALLS"
+  before="$(root_fingerprint)"
+  run_script upgrade-node.sh
+  assert_success
+  assert_output --partial "already runs Kubernetes v1.37.2; nothing to do"
+  [ "$(count_calls '^(apt-get|kubeadm|systemctl restart|kubectl .*drain)')" -eq 0 ]
+  assert_equal "$(root_fingerprint)" "$before"
+}
+
+@test "resumed after kubeadm upgrade apply went through: no second apply, the node's part goes on" {
+  echo "kubernetesVersion: v1.37.2" >"$STATE/cluster-config"
+  echo "    image: registry.k8s.io/kube-apiserver:v1.37.2" >"$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+  echo 1.37.2-1.1 >"$STATE/pkg-kubeadm"
+  run_script upgrade-node.sh
+  assert_success
+  [ "$(count_calls '^kubeadm upgrade')" -eq 0 ]
+  assert_call_order "^kubectl .*drain c-cp-1" "^systemctl restart kubelet" "^kubectl .*uncordon c-cp-1"
+}
+
+@test "kubeadm upgrade plan refusing stops before anything changes on the cluster, with kubeadm's reason" {
+  touch "$STATE/plan-refuses"
+  run_script upgrade-node.sh
+  assert_failure
+  assert_output --partial "FATAL: the upgrade would skip a minor"
+  assert_output --partial "kubeadm upgrade plan refuses v1.37.2"
+  [ "$(count_calls '^kubeadm upgrade apply|drain')" -eq 0 ]
+}
+
+@test "a drain blocked by a PodDisruptionBudget stops the upgrade, naming the node and the pods" {
+  touch "$STATE/drain-fails"
+  run_script upgrade-node.sh
+  assert_failure
+  assert_output --partial "drain of c-cp-1 did not finish within 600s; pods still on it: shop/cart-1"
+  [ "$(count_calls 'install .*kubelet=')" -eq 0 ]
+}
+
+@test "another control plane: kubeadm upgrade node, not apply" {
+  UPGRADE_ACTION=node NODE_NAME=c-cp-2 run_script upgrade-node.sh
+  assert_success
+  assert_call_order "^kubeadm upgrade node" "^kubectl .*drain c-cp-2" "^systemctl restart kubelet" "^kubectl .*uncordon c-cp-2"
+  [ "$(count_calls '^kubeadm upgrade (plan|apply)')" -eq 0 ]
+}
+
+@test "a worker: kubeadm upgrade node and its packages; its control plane drains and uncordons it" {
+  rm "$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+  UPGRADE_ACTION=node NODE_ROLE=worker NODE_NAME=c-worker-1 run_script upgrade-node.sh
+  assert_success
+  assert_call_order "^kubeadm upgrade node" "^systemctl restart crio" "^systemctl restart kubelet"
+  [ "$(count_calls 'drain|uncordon|crictl')" -eq 0 ]
+}
+
+@test "drain (on a control plane): a worker at the old version is drained; one already upgraded is not" {
+  NODE_NAME=c-worker-1 run_script upgrade-drain.sh
+  assert_success
+  assert_call_order "^kubectl .*drain c-worker-1 --ignore-daemonsets --delete-emptydir-data --timeout=600s"
+  : >"$CALLS"
+  echo v1.37.2 >"$STATE/node-version-c-worker-2"
+  NODE_NAME=c-worker-2 run_script upgrade-drain.sh
+  assert_success
+  assert_output --partial "already runs kubelet v1.37.2; not draining it"
+  [ "$(count_calls 'drain')" -eq 0 ]
+}
+
+@test "uncordon waits for the new kubelet version, then uncordons; an old version keeps it cordoned" {
+  echo v1.37.2 >"$STATE/node-version-c-worker-1"
+  NODE_NAME=c-worker-1 run_script upgrade-uncordon.sh
+  assert_success
+  assert_call_order "^kubectl .*wait --for=condition=Ready --timeout=5s node/c-worker-1" "^kubectl .*uncordon c-worker-1"
+  : >"$CALLS"
+  NODE_NAME=c-worker-2 run_script upgrade-uncordon.sh
+  assert_failure
+  assert_output --partial "c-worker-2 reports kubelet v1.36.3, not v1.37.2; it stays cordoned"
+  [ "$(count_calls 'uncordon')" -eq 0 ]
+}
+
+@test "verify: every node and the API through the load balancer at the new version, or each problem named" {
+  export EXPECTED_NODES="c-cp-1 c-worker-1" API_ENDPOINT=10.10.0.2:6443
+  echo v1.37.2 >"$STATE/node-version"
+  run_script upgrade-verify.sh
+  assert_success
+  assert_output --partial "upgrade complete: 2 nodes and the API server run v1.37.2"
+  echo v1.36.3 >"$STATE/node-version-c-worker-1"
+  echo v1.36.3 >"$STATE/api-version"
+  run_script upgrade-verify.sh
+  assert_failure
+  assert_output --partial "node c-worker-1 reports kubelet v1.36.3, not v1.37.2"
+  assert_output --partial "the API server answers v1.36.3 through the load balancer at 10.10.0.2:6443"
+  assert_output --partial "run pulumi up again to resume it"
+}

@@ -1,0 +1,138 @@
+// kubernetesVersion changes on a running cluster: which are upgrades, which are refused and why.
+
+import { resolveConfig } from "../../render/config";
+import { buildPlan } from "../../render/plan";
+import { readProjectFile } from "../../render/project";
+import { kubernetesVersionChange, parseKubernetesVersion } from "../../render/upgrade";
+import { SUPPORTED_KUBERNETES } from "../../render/versions";
+
+const pin = (minor: string) => SUPPORTED_KUBERNETES[minor].patch;
+
+describe("kubernetesVersion changes", () => {
+  test("a first deployment is no change", () => {
+    expect(kubernetesVersionChange(undefined, "1.36")).toEqual({ kind: "none", patch: pin("1.36") });
+  });
+
+  test("the same pinned patch is no change", () => {
+    expect(kubernetesVersionChange(pin("1.36"), "1.36")).toEqual({ kind: "none", patch: pin("1.36") });
+    expect(kubernetesVersionChange("1.36", "1.36").kind).toBe("none");
+  });
+
+  test("the next minor is an upgrade to its pinned patch", () => {
+    expect(kubernetesVersionChange(pin("1.35"), "1.36")).toEqual({
+      kind: "upgrade",
+      from: pin("1.35"),
+      to: pin("1.36"),
+    });
+  });
+
+  test("a newer pinned patch within the minor is an upgrade too", () => {
+    expect(kubernetesVersionChange("1.36.1", "1.36")).toEqual({ kind: "upgrade", from: "1.36.1", to: pin("1.36") });
+  });
+
+  test.each([
+    [
+      pin("1.35"),
+      "1.37",
+      /"1.35" -> "1.37" skips a minor: kubeadm upgrades one minor at a time .*set "1.36" \(the next minor\)/,
+    ],
+    [pin("1.37"), "1.36", /older than the deployed 1\.37\.\d+: downgrades are not supported.*keep "1.37"/],
+    ["1.36.9", "1.36", /older than the deployed 1\.36\.9: downgrades are not supported/],
+    ["1.30.0", "1.36", /"1.30" -> "1.36" skips a minor/],
+    ["banana", "1.36", /not a Kubernetes version/],
+  ])("%s -> %s is refused, naming the allowed next step", (deployed, target, message) => {
+    const change = kubernetesVersionChange(deployed, target);
+    expect(change.kind).toBe("refused");
+    expect(change.kind === "refused" && change.problem).toMatch(message);
+  });
+
+  test("versions parse with or without v and patch", () => {
+    expect(parseKubernetesVersion("v1.36.3")).toEqual({ major: 1, minor: 36, patch: 3 });
+    expect(parseKubernetesVersion("1.37")).toEqual({ major: 1, minor: 37, patch: undefined });
+    expect(parseKubernetesVersion("1.x")).toBeUndefined();
+  });
+});
+
+describe("the upgrade's step graph", () => {
+  const planOf = (values: Record<string, unknown>, deployed: string) =>
+    buildPlan(resolveConfig(values, readProjectFile().defaults).config!, { kubernetesVersion: deployed });
+  const upgrade = planOf({ kubernetesVersion: "1.37", workerCount: 7, maxUnavailable: 3 }, pin("1.36"));
+  const step = (id: string) => upgrade.steps.find((s) => s.id === id)!;
+
+  test("no upgrade steps when the version does not change", () => {
+    const same = planOf({ kubernetesVersion: "1.36" }, pin("1.36"));
+    expect(same.upgrade).toBeUndefined();
+    expect(same.steps.filter((s) => s.kind.startsWith("upgrade"))).toEqual([]);
+  });
+
+  test("control planes one at a time after the snapshot and the verified cluster, the first applying", () => {
+    expect(upgrade.upgrade).toEqual({
+      from: pin("1.36"),
+      to: pin("1.37"),
+      maxUnavailable: 3,
+      drainTimeoutSeconds: 900,
+    });
+    expect(step("ha-k8s-cp-1/upgrade").dependsOn).toEqual(["cluster/snapshot", "cluster/verify"]);
+    expect(step("ha-k8s-cp-2/upgrade").dependsOn).toEqual(["ha-k8s-cp-1/upgrade"]);
+    expect(step("ha-k8s-cp-3/upgrade").dependsOn).toEqual(["ha-k8s-cp-2/upgrade"]);
+  });
+
+  test("workers after every control plane, at most maxUnavailable at once, each drained, upgraded, uncordoned", () => {
+    const workers = upgrade.steps.filter((s) => s.kind === "upgrade-drain");
+    // The first maxUnavailable drains start together, right after the last control plane.
+    expect(workers.filter((s) => s.dependsOn.includes("ha-k8s-cp-3/upgrade")).map((s) => s.subject)).toEqual([
+      "ha-k8s-worker-1",
+      "ha-k8s-worker-2",
+      "ha-k8s-worker-3",
+    ]);
+    // Each later one waits for the uncordon of the worker before it in its lane.
+    expect(step("ha-k8s-worker-4/upgrade-drain").dependsOn).toEqual(["ha-k8s-worker-1/upgrade-uncordon"]);
+    expect(step("ha-k8s-worker-7/upgrade-drain").dependsOn).toEqual(["ha-k8s-worker-4/upgrade-uncordon"]);
+    expect(step("ha-k8s-worker-4/upgrade").dependsOn).toEqual(["ha-k8s-worker-4/upgrade-drain"]);
+    expect(step("ha-k8s-worker-4/upgrade-uncordon").dependsOn).toEqual(["ha-k8s-worker-4/upgrade"]);
+    // Drains and uncordons run on the worker's control plane; the upgrade on the worker itself.
+    expect(step("ha-k8s-worker-5/upgrade-drain").node).toBe("ha-k8s-cp-2");
+    expect(step("ha-k8s-worker-5/upgrade").node).toBe("ha-k8s-worker-5");
+    expect([...step("cluster/upgrade-verify").dependsOn].sort()).toEqual([
+      "ha-k8s-worker-5/upgrade-uncordon",
+      "ha-k8s-worker-6/upgrade-uncordon",
+      "ha-k8s-worker-7/upgrade-uncordon",
+    ]);
+  });
+
+  test("never more than maxUnavailable workers out of service at once, whatever the durations", () => {
+    // Earliest-start schedule of the upgrade's steps with random durations: a worker is out of
+    // service from its drain's start to its uncordon's end.
+    let seed = 11;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const ids = new Set(upgrade.steps.map((s) => s.id));
+    for (let trial = 0; trial < 50; trial++) {
+      const finish = new Map<string, number>();
+      const start = new Map<string, number>();
+      const end = (id: string): number => {
+        if (!finish.has(id)) {
+          const s = step(id);
+          const begin = Math.max(
+            0,
+            ...s.dependsOn.filter((d) => ids.has(d) && step(d).kind.startsWith("upgrade")).map(end),
+          );
+          start.set(id, begin);
+          finish.set(id, begin + 1 + random() * 100);
+        }
+        return finish.get(id)!;
+      };
+      const out = upgrade.steps
+        .filter((s) => s.kind === "upgrade-drain")
+        .map((s) => {
+          const outUntil = end(`${s.subject}/upgrade-uncordon`); // schedules the drain too
+          return [start.get(s.id)!, outUntil] as const;
+        });
+      const peak = Math.max(...out.map(([from]) => out.filter(([a, b]) => a <= from && from < b).length));
+      expect([trial, peak]).toEqual([trial, 3]);
+    }
+  });
+
+  test("the render is told the deployed version and refuses what preview refuses", () => {
+    expect(() => planOf({ kubernetesVersion: "1.37" }, pin("1.35"))).toThrow(/skips a minor/);
+  });
+});
