@@ -10,7 +10,7 @@ import { ApiCredentials, apiJson, apiRequest, credentialsFromKubeconfig } from "
 import { ControlPlane } from "./cluster";
 import { run, waitFor } from "./exec";
 import { configDocument } from "./kubeadm-files";
-import { runStep } from "./machine";
+import { runStep } from "./bundles";
 import { useControlPlane } from "./suite";
 import { JOIN_CREDENTIALS_TTL_HOURS } from "../../render/kubeadm";
 

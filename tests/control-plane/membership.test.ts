@@ -12,7 +12,7 @@ import { apiRequest, credentialsFromKubeconfig } from "./api";
 import { ControlPlane } from "./cluster";
 import { RunResult, sleep, waitFor } from "./exec";
 import { FakeKubelet, startKubelet } from "./kubelet";
-import { runDeleteCommand, runStep } from "./machine";
+import { runDeleteCommand, runStep } from "./bundles";
 import { useControlPlane } from "./suite";
 
 const controlPlane = useControlPlane();
