@@ -28,11 +28,33 @@ else
   fi
 fi
 
+# etcd refuses to remove a voting member when the others would not keep a quorum without it
+# ("unhealthy cluster": fewer of them connected in the last 5 s than a quorum needs, which also holds
+# for a few seconds after a peer reconnects; "not enough started members"), mayRemoveMember in
+# go.etcd.io/etcd/server/v3/etcdserver/server.go. A few retries cover a peer that just came back.
+refused_for_quorum=""
+# shellcheck disable=SC2317 # called through retry
+remove_member() {
+  local out rc=0
+  out="$(etcdctl_local member remove "$1" 2>&1)" || rc=$?
+  printf '%s\n' "$out" >&2
+  case "$out" in
+    *"unhealthy cluster"* | *"not enough started members"*) refused_for_quorum=yes ;;
+  esac
+  return "$rc"
+}
+
 if [ "$MEMBER_ROLE" = control-plane ]; then
   member_id="$(etcdctl_local member list 2>/dev/null | grep -F "https://$MEMBER_IP:2380" | cut -d, -f1 || true)"
   if [ -n "$member_id" ]; then
     log "removing etcd member $member_id ($MEMBER_IP)"
-    etcdctl_local member remove "$member_id" >&2 || warn "etcd member removal failed"
+    if ! retry 4 remove_member "$member_id"; then
+      if [ -n "$refused_for_quorum" ]; then
+        warn "REFUSED: etcd will not remove the member of $MEMBER_NODE ($member_id): without it the other members would not keep a quorum (a control plane is down or just came back). It stays a member; once the other control planes are healthy, remove it from one of them with: etcdctl member remove $member_id"
+      else
+        warn "etcd member removal failed"
+      fi
+    fi
   else
     log "no etcd member with peer URL https://$MEMBER_IP:2380; nothing to remove"
   fi

@@ -3,9 +3,10 @@
 
 setup() { load helpers; }
 
-@test "shellcheck finds nothing in scripts/, tools/, .ci/run and the test helpers" {
+@test "shellcheck finds nothing in scripts/, tools/, .ci/run, the test helpers and the control-plane stubs" {
   cd "$REPO"
-  run shellcheck -x scripts/*.sh tools/*.sh bench/*.sh .ci/run tests/scripts/*.bash tests/scripts/run.sh
+  run shellcheck -x scripts/*.sh tools/*.sh bench/*.sh .ci/run tests/scripts/*.bash tests/scripts/run.sh \
+    tests/control-plane/run.sh tests/control-plane/stubs/*
   assert_success
   assert_output ""
 }
