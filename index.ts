@@ -66,9 +66,13 @@ export = async () => {
     clusterName: cluster,
     controlPlaneCount: guarded.controlPlaneCount,
     immutableSettings: guarded.immutableSettings,
-    // Only once the last verification (of the upgrade, when there is one) has passed: until then
-    // the next run reads the version the cluster ran before, and resumes an unfinished upgrade.
-    kubernetesVersion: bootstrap.verified.apply(() => plan.cluster.kubernetesPatch),
+    // During an upgrade, only once its verification has passed: until then the next run reads the
+    // version the cluster ran before, and resumes the unfinished upgrade. (The SDK registers all
+    // outputs together, so during an upgrade they all wait; otherwise none does, so a failed first
+    // deployment still leaves its kubeconfig and SSH key to debug with.)
+    kubernetesVersion: plan.upgrade
+      ? bootstrap.verified.apply(() => plan.cluster.kubernetesPatch)
+      : plan.cluster.kubernetesPatch,
     createdWithKubernetes: plan.cluster.createdWithVersion,
     controlPlaneEndpoint: `${plan.endpoint.internalIp}:${plan.endpoint.port}`,
     loadBalancerInternalIp: loadBalancer.internalIp,

@@ -159,6 +159,9 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
             )
         : plain!.bundle;
     const deleteCommand = renderStepDeleteCommand(plan, step, sources);
+    // An upgrade step may wait for a drain (drainTimeoutSeconds) on top of its own bounded waits.
+    const upgrading = step.kind.startsWith("upgrade") && plan.upgrade;
+    const runFor = upgrading ? `${Math.ceil(plan.upgrade!.drainTimeoutSeconds / 60) + 40}m` : "40m";
     const common = {
       stdin,
       // A new VM (replacement) means a new machine: run the step again from scratch.
@@ -178,7 +181,11 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       additionalSecretOutputs: traits.secret ? ["stdout", "stderr"] : [],
       // Undo (delete action) on the old machine before the new one joins.
       deleteBeforeReplace: deleteCommand !== undefined,
-      customTimeouts: { create: "40m", update: "40m", delete: "10m" },
+      customTimeouts: { create: runFor, update: runFor, delete: "10m" },
+      aliases: (step.formerIds ?? []).map((id) => ({ name: id.replace("/", "-") })),
+      // Init never runs again on a running cluster (kubeadm-init.sh would only find it initialised);
+      // a change of its inputs (a script edit) must not run it again: only a new VM (triggers) does.
+      ignoreChanges: step.kind === "init" ? ["stdin"] : [],
     };
     const name = step.id.replace("/", "-");
     if (runsOnDeployer(step)) {

@@ -6,7 +6,6 @@
 import { stringify } from "yaml";
 import { ClusterConfig } from "./config";
 import { API_PORT, Plan, PlannedNode } from "./plan";
-import { SUPPORTED_KUBERNETES, kubernetesRelease } from "./versions";
 
 export const KUBEADM_API = "kubeadm.k8s.io/v1beta4";
 export const CRI_SOCKET = "unix:///var/run/crio/crio.sock";
@@ -61,14 +60,10 @@ export function renderInitConfiguration(
   secrets: JoinSecrets,
   addresses: EndpointAddresses,
 ): string {
-  // The version the cluster was created with, so an upgrade does not change what init was given
-  // (init does not run again on a running cluster; upgrades go through kubeadm upgrade). A minor no
-  // longer supported falls back to the configured one.
-  const minor =
-    plan.cluster.createdWithVersion in SUPPORTED_KUBERNETES
-      ? plan.cluster.createdWithVersion
-      : config.kubernetesVersion;
-  const release = kubernetesRelease(minor);
+  // The patch the cluster was created with, so neither an upgrade nor a moved pin changes what
+  // init was given (init does not run again on a running cluster; upgrades go through kubeadm
+  // upgrade; refresh-credentials.sh gives upload-certs kubeadm's own version).
+  const kubernetesVersion = `v${plan.cluster.createdWithVersion}`;
   return yamlDocuments([
     {
       apiVersion: KUBEADM_API,
@@ -90,7 +85,7 @@ export function renderInitConfiguration(
       apiVersion: KUBEADM_API,
       kind: "ClusterConfiguration",
       clusterName: config.clusterName,
-      kubernetesVersion: `v${release.patch}`,
+      kubernetesVersion,
       controlPlaneEndpoint: endpointOf(plan),
       networking: {
         podSubnet: config.podCidr,

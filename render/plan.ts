@@ -105,6 +105,11 @@ export interface Step {
   readonly subject: string;
   /** The VMs whose replacement re-runs this step from scratch (a new machine needs it again). */
   readonly rerunWhenReplaced: readonly string[];
+  /**
+   * Ids this step had in earlier versions of the program: the engine must see the same resource
+   * (an alias), not delete the old one, whose stored delete command would still run.
+   */
+  readonly formerIds?: readonly string[];
   readonly dependsOn: readonly string[];
   readonly description: string;
 }
@@ -116,8 +121,9 @@ export interface Plan {
     readonly kubernetesVersion: string;
     readonly kubernetesPatch: string;
     /**
-     * The minor the cluster was created with: new machines get it while no cluster answers yet
-     * (prepare-node.sh), so it must not change when the cluster is upgraded.
+     * The patch the cluster was created with (output createdWithKubernetes): what init was given,
+     * and what new machines get while no cluster answers yet (prepare-node.sh). It never changes
+     * when the cluster is upgraded or a pin in render/versions.ts moves, so neither re-runs those.
      */
     readonly createdWithVersion: string;
     readonly cni: string;
@@ -149,7 +155,7 @@ export interface PlannedUpgrade {
 export interface DeployedState {
   /** The patch the cluster runs (output kubernetesVersion); a minor is accepted too (the offline render). */
   readonly kubernetesVersion?: string;
-  /** The minor the cluster was created with (output createdWithKubernetes). */
+  /** The patch the cluster was created with (output createdWithKubernetes). */
   readonly createdWithVersion?: string;
 }
 
@@ -369,6 +375,9 @@ function planSteps(nodes: readonly PlannedNode[]): Step[] {
       [stepId(w.name, "join"), joined.get(host.name)!],
       `only on delete: drain the worker and delete its Node, from ${host.name}`,
     );
+    // Until the workers' readiness moved onto them, this was "<worker>/member" on the first control
+    // plane, whose stored delete command drains and deletes the Node: the same resource, renamed.
+    steps.push({ ...steps.pop()!, formerIds: [stepId(w.name, "member")] });
   }
   add(
     "kubeconfig",
@@ -439,8 +448,11 @@ export function buildPlan(config: ClusterConfig, deployed: DeployedState = {}): 
   const release = kubernetesRelease(config.kubernetesVersion);
   const change = kubernetesVersionChange(deployed.kubernetesVersion, config.kubernetesVersion);
   if (change.kind === "refused") throw new Error(`ha-k8s:kubernetesVersion: ${change.problem}`);
-  const deployedMinor = deployed.kubernetesVersion?.split(".").slice(0, 2).join(".");
-  const createdWithVersion = deployed.createdWithVersion ?? deployedMinor ?? config.kubernetesVersion;
+  // A deployed minor alone (the offline render's --deployed-version 1.36) means its pinned patch.
+  const asPatch = (v: string | undefined) =>
+    v === undefined ? undefined : v.split(".").length === 2 ? (SUPPORTED_KUBERNETES[v]?.patch ?? `${v}.0`) : v;
+  const createdWithVersion =
+    asPatch(deployed.createdWithVersion) ?? asPatch(deployed.kubernetesVersion) ?? release.patch;
   const nodes = planNodes(config);
   const parsed = parseCidr(config.subnetCidr);
   if ("error" in parsed) throw new Error(`subnetCidr ${config.subnetCidr} ${parsed.error}`);

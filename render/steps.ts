@@ -190,7 +190,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
         env: {
           NODE_ROLE: subject!.role,
           K8S_RELEASES: releaseTable(),
-          K8S_DEFAULT_MINOR: plan.cluster.createdWithVersion,
+          K8S_DEFAULT_MINOR: plan.cluster.createdWithVersion.split(".").slice(0, 2).join("."),
           API_ENDPOINT: apiEndpoint,
           REGISTRIES_DROP_IN: REGISTRIES_DROP_IN_PATH,
         },
@@ -295,22 +295,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
         files: [],
       };
     case "verify":
-      return {
-        script: "verify.sh",
-        env: {
-          EXPECTED_NODES: plan.nodes
-            .filter((n) => n.role !== "loadbalancer")
-            .map((n) => n.name)
-            .join(" "),
-          EXPECTED_ETCD_PEERS: plan.nodes
-            .filter((n) => n.role === "control-plane")
-            .map((n) => n.internalIp)
-            .join(" "),
-          API_ENDPOINT: apiEndpoint,
-          KUBECONFIG_PATH: ADMIN_KUBECONFIG,
-        },
-        files: [],
-      };
+      return { script: "verify.sh", env: verifyEnv(plan), files: [] };
     case "kubeconfig":
       return { script: "kubeconfig.sh", env: {}, files: [] };
     case "backup":
@@ -329,6 +314,22 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
     case "backup-bucket":
       throw new Error(`step ${step.id} creates GCP resources; it has no command`);
   }
+}
+
+/** What verify.sh checks the cluster against: every node, every etcd member, the endpoint. */
+function verifyEnv(plan: Plan): Record<string, string> {
+  return {
+    EXPECTED_NODES: plan.nodes
+      .filter((n) => n.role !== "loadbalancer")
+      .map((n) => n.name)
+      .join(" "),
+    EXPECTED_ETCD_PEERS: plan.nodes
+      .filter((n) => n.role === "control-plane")
+      .map((n) => n.internalIp)
+      .join(" "),
+    API_ENDPOINT: `${plan.endpoint.internalIp}:${plan.endpoint.port}`,
+    KUBECONFIG_PATH: ADMIN_KUBECONFIG,
+  };
 }
 
 /** The steps of a Kubernetes upgrade (render/upgrade.ts): everything about the target release. */
@@ -362,18 +363,8 @@ function upgradeSpec(config: ClusterConfig, plan: Plan, step: Step, subject: Pla
     case "upgrade-uncordon":
       return { script: "upgrade-uncordon.sh", env: { NODE_NAME: subject!.name, ...target }, files: [] };
     default:
-      return {
-        script: "upgrade-verify.sh",
-        env: {
-          EXPECTED_NODES: plan.nodes
-            .filter((n) => n.role !== "loadbalancer")
-            .map((n) => n.name)
-            .join(" "),
-          API_ENDPOINT: `${plan.endpoint.internalIp}:${plan.endpoint.port}`,
-          ...target,
-        },
-        files: [],
-      };
+      // The cluster's verification, plus every kubelet and API server at the new version.
+      return { script: "verify.sh", env: { ...verifyEnv(plan), K8S_VERSION: target.K8S_VERSION }, files: [] };
   }
 }
 

@@ -8,9 +8,10 @@
 #
 # Safe to run again: an initialised cluster (API answering, cluster-info, kubeadm-config and CoreDNS
 # present) is left alone; one whose init stopped after the API came up gets kubeadm's remaining
-# phases (each idempotent); an attempt that stopped before is reset and run again. It refuses to
-# create a second cluster when the endpoint already serves one (the first control plane's VM was
-# replaced: see README, "The first control plane").
+# phases (each idempotent); an attempt that stopped before etcd held anything is reset and run
+# again. A node that holds the cluster's etcd data is never reset, even while its API does not
+# answer. It refuses to create a second cluster when the endpoint already serves one (the first
+# control plane's VM was replaced: see README, "The first control plane").
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -31,6 +32,15 @@ init_complete() {
     admin -n kube-system get deployment coredns >/dev/null 2>&1
 }
 
+# Once this node's etcd holds the cluster (the member directory exists) next to admin.conf, it is
+# the cluster: never reset it. If its API does not answer now (a restart, a blip), wait; if it
+# still does not answer, stop and say so rather than start a second cluster.
+MARKER="$(root_path /var/lib/ha-k8s/initialised)"
+if [ -f "$MARKER" ] || { [ -f "$ADMIN_CONF" ] && [ -d "$(root_path /var/lib/etcd/member)" ]; }; then
+  wait_until 60 "the API of the initialised control plane $NODE_NAME" api_ready ||
+    die "$NODE_NAME holds this cluster's etcd data but its API does not answer; not resetting it (that would lose the cluster): check kubelet and the static pods (crictl ps -a, journalctl -u kubelet), then run pulumi up again"
+fi
+
 if [ -f "$ADMIN_CONF" ] && api_ready; then
   if init_complete; then
     log "$NODE_NAME is already initialised and its API answers; nothing to do"
@@ -43,6 +53,7 @@ if [ -f "$ADMIN_CONF" ] && api_ready; then
     run_redacted kubeadm init phase "${words[@]}" --config "$CONFIG" || die "kubeadm init phase $phase failed"
   done
   init_complete || die "kubeadm's remaining phases ran but cluster-info, kubeadm-config or CoreDNS is still missing"
+  mkdir -p "$(dirname "$MARKER")" && touch "$MARKER"
   log "control plane initialised on $NODE_NAME"
   exit 0
 fi
@@ -51,6 +62,7 @@ if [ ! -f "$ADMIN_CONF" ] && curl -ksf --max-time 5 "https://$API_ENDPOINT/versi
   die "a Kubernetes API already answers at $API_ENDPOINT but this node has no admin.conf: refusing to create a second cluster (see README, 'Recover from a lost control plane')"
 fi
 
+# Only an attempt that never got its etcd going (no marker, no member data) is reset and run again.
 if [ -e "$(root_path /etc/kubernetes/manifests/kube-apiserver.yaml)" ] || [ -n "$(ls -A "$(root_path /var/lib/etcd)" 2>/dev/null)" ]; then
   log "found state of an earlier, unfinished attempt: kubeadm reset first"
   run_redacted kubeadm reset -f || die "kubeadm reset failed"
@@ -71,4 +83,5 @@ run_redacted kubeadm init --config "$CONFIG" --upload-certs --skip-certificate-k
   die "kubeadm init failed (output above)"
 
 wait_until 60 "the API to be ready through $API_ENDPOINT" api_ready || die "the API did not become ready after kubeadm init"
+mkdir -p "$(dirname "$MARKER")" && touch "$MARKER"
 log "control plane initialised on $NODE_NAME"

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Last step of every deployment: fails `pulumi up` with a clear message unless every expected node
-# is Ready, every control plane has a started, healthy etcd member, and the API answers through the
-# load balancer. Then it revokes the join credentials (our bootstrap tokens and the uploaded
-# control-plane certificates): they exist only while nodes join; the next join issues them again.
+# is Ready, every control plane has a started, healthy etcd member, the API answers through the
+# load balancer, and every kubelet runs the cluster's minor (a machine that joined with another
+# version is named). After an upgrade (K8S_VERSION set) it also requires every kubelet and every
+# control plane's API server, and the API through the load balancer, at exactly that version.
+# Then it revokes the join credentials (our bootstrap tokens and the uploaded control-plane
+# certificates): they exist only while nodes join; the next join issues them again.
 #
 # Inputs (environment): EXPECTED_NODES (space-separated names), EXPECTED_ETCD_PEERS (control-plane
-#   IPs, space-separated), API_ENDPOINT, KUBECONFIG_PATH.
+#   IPs, space-separated), API_ENDPOINT, KUBECONFIG_PATH; K8S_VERSION (v1.37.2, after an upgrade).
 #
 # Safe to run again: it only reads.
 set -euo pipefail
@@ -45,8 +48,39 @@ if ! readyz="$(kubectl --kubeconfig "$(root_path "$KUBECONFIG_PATH")" --server "
   problems+=("the API does not answer ready through the load balancer at $API_ENDPOINT: $readyz")
 fi
 
+# Versions. The API server's version through the load balancer, then each kubelet's against it (or
+# against K8S_VERSION after an upgrade), then each control plane's own API server.
+api_version() {
+  local answer
+  answer="$(kubectl --kubeconfig "$(root_path "$KUBECONFIG_PATH")" --server "https://$1" --request-timeout=10s \
+    get --raw /version 2>/dev/null)" || return 0
+  sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p' <<<"$answer" | head -n 1
+}
+minor_of() { cut -d. -f1,2 <<<"${1#v}"; }
+cluster_version="$(api_version "$API_ENDPOINT")"
+if [ -n "${K8S_VERSION:-}" ] && [ "$cluster_version" != "$K8S_VERSION" ]; then
+  problems+=("the API server answers ${cluster_version:-nothing} through the load balancer at $API_ENDPOINT, not $K8S_VERSION")
+fi
+for node in $EXPECTED_NODES; do
+  kubelet="$(node_kubelet_version "$node")"
+  if [ -n "${K8S_VERSION:-}" ]; then
+    [ "$kubelet" = "$K8S_VERSION" ] || problems+=("node $node reports kubelet ${kubelet:-nothing}, not $K8S_VERSION")
+  elif [ -n "$cluster_version" ] && [ -n "$kubelet" ] && [ "$(minor_of "$kubelet")" != "$(minor_of "$cluster_version")" ]; then
+    problems+=("node $node runs kubelet $kubelet but the cluster runs $cluster_version (it joined with another version)")
+  fi
+done
+if [ -n "${K8S_VERSION:-}" ]; then
+  for ip in $EXPECTED_ETCD_PEERS; do
+    own="$(api_version "$ip:6443")"
+    [ "$own" = "$K8S_VERSION" ] || problems+=("the API server on $ip runs ${own:-nothing}, not $K8S_VERSION")
+  done
+fi
+
 if [ "${#problems[@]}" -gt 0 ]; then
   for p in "${problems[@]}"; do log "FAILED: $p"; done
+  if [ -n "${K8S_VERSION:-}" ]; then
+    die "the upgrade to $K8S_VERSION is not complete (${#problems[@]} problem(s) above); run pulumi up again to resume it"
+  fi
   die "the cluster is not healthy (${#problems[@]} problem(s) above)"
 fi
 log "revoking join credentials until the next join"
@@ -60,4 +94,4 @@ done < <(kctl -n kube-system get secrets --field-selector type=bootstrap.kuberne
 kctl -n kube-system delete secret kubeadm-certs --ignore-not-found >/dev/null || warn "could not delete kubeadm-certs"
 
 kctl get nodes -o wide >&2 || true
-log "cluster healthy: $(wc -w <<<"$EXPECTED_NODES") nodes Ready, $expected_members etcd members, API ready through $API_ENDPOINT"
+log "cluster healthy: $(wc -w <<<"$EXPECTED_NODES") nodes Ready${K8S_VERSION:+ at $K8S_VERSION}, $expected_members etcd members, API ready through $API_ENDPOINT"

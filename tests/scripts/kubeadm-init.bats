@@ -89,3 +89,25 @@ fi'
   assert_output --partial "port 6443 in use"
   assert_output --partial "kubeadm init failed"
 }
+
+@test "a node holding the cluster's etcd data is never reset, even while its API does not answer" {
+  mkdir -p "$HA_K8S_ROOT/etc/kubernetes/manifests" "$HA_K8S_ROOT/var/lib/etcd/member"
+  echo admin >"$HA_K8S_ROOT/etc/kubernetes/admin.conf"
+  touch "$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+  stub kubectl 'exit 1' # the API is down (a restart, a blip)
+  run_script kubeadm-init.sh
+  assert_failure
+  assert_output --partial "holds this cluster's etcd data but its API does not answer; not resetting it"
+  [ "$(count_calls '^kubeadm (reset|init)')" -eq 0 ]
+}
+
+@test "once initialised, a later run finds the marker and never resets, even without admin.conf" {
+  run_script kubeadm-init.sh
+  assert_success
+  [ -f "$HA_K8S_ROOT/var/lib/ha-k8s/initialised" ]
+  rm "$HA_K8S_ROOT/etc/kubernetes/admin.conf"
+  : >"$CALLS"
+  run_script kubeadm-init.sh
+  assert_failure
+  [ "$(count_calls '^kubeadm (reset|init)')" -eq 0 ]
+}

@@ -8,7 +8,15 @@ setup() {
   export API_ENDPOINT=10.10.0.2:6443 KUBECONFIG_PATH=/etc/kubernetes/admin.conf NODE_NAME=c-cp-1
   export MEMBERS='8e9e05c52164694d, started, c-cp-1, https://10.10.0.10:2380, https://10.10.0.10:2379, false
 91bc3c398fb3c146, started, c-cp-2, https://10.10.0.11:2380, https://10.10.0.11:2379, false'
-  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; esac; exit 0'
+  # Every kubelet and API server at v1.36.3 unless a test says otherwise ($STATE/version-<node|ip>).
+  stub kubectl '
+case "$*" in
+  *"get --raw /readyz"*) echo ok ;;
+  *"get --raw /version"*) at="$(sed -E "s|.*--server https://([^ ]+):6443.*|\1|" <<<"$*")"
+    printf "{\n  \"gitVersion\": \"%s\"\n}\n" "$(cat "$STATE/version-$at" 2>/dev/null || echo v1.36.3)" ;;
+  *"jsonpath={.status.nodeInfo.kubeletVersion}"*) node="$(sed -E "s/.*get node ([^ ]+) .*/\1/" <<<"$*")"
+    cat "$STATE/version-$node" 2>/dev/null || echo v1.36.3 ;;
+esac; exit 0'
   # endpoint health --cluster prints one line per member it found (etcdctl's printer).
   export HEALTH='https://10.10.0.10:2379 is healthy: successfully committed proposal: took = 9.6ms
 https://10.10.0.11:2379 is healthy: successfully committed proposal: took = 10.2ms'
@@ -123,4 +131,32 @@ https://10.10.0.11:2379 is unhealthy: failed to commit proposal: context deadlin
   assert_failure
   [ "$(count_calls 'https://x/operator-crds.yaml')" -eq 5 ]
   assert_output --partial "cannot apply https://x/operator-crds.yaml"
+}
+
+@test "verify: a machine that joined with another minor than the cluster's is named" {
+  echo v1.35.4 >"$STATE/version-c-worker-1"
+  run_script verify.sh
+  assert_failure
+  assert_output --partial "node c-worker-1 runs kubelet v1.35.4 but the cluster runs v1.36.3 (it joined with another version)"
+}
+
+@test "after an upgrade: every kubelet and every control plane's API server at the new version, else each named" {
+  for n in c-cp-1 c-cp-2 c-worker-1 10.10.0.2 10.10.0.10 10.10.0.11; do echo v1.37.2 >"$STATE/version-$n"; done
+  K8S_VERSION=v1.37.2 run_script verify.sh
+  assert_success
+  assert_output --partial "3 nodes Ready at v1.37.2"
+  echo v1.36.3 >"$STATE/version-c-worker-1"
+  echo v1.36.3 >"$STATE/version-10.10.0.11"
+  K8S_VERSION=v1.37.2 run_script verify.sh
+  assert_failure
+  assert_output --partial "node c-worker-1 reports kubelet v1.36.3, not v1.37.2"
+  assert_output --partial "the API server on 10.10.0.11 runs v1.36.3, not v1.37.2"
+  assert_output --partial "run pulumi up again to resume it"
+}
+
+@test "after an upgrade: an API that cannot be asked its version is a named problem, not a silent exit" {
+  stub kubectl 'case "$*" in *"get --raw /version"*) exit 1 ;; *"get --raw /readyz"*) echo ok ;; *kubeletVersion*) echo v1.37.2 ;; esac; exit 0'
+  K8S_VERSION=v1.37.2 run_script verify.sh
+  assert_failure
+  assert_output --partial "the API server answers nothing through the load balancer at 10.10.0.2:6443, not v1.37.2"
 }

@@ -2,6 +2,7 @@
 // replace or delete (diffRuns models the engine; see tests/unit/harness.ts).
 
 import { Change, ProgramRun, diffRuns, failedRun, runProgram } from "./harness";
+import { readStackFile } from "../../render/project";
 
 const base = { "gcp:region": "europe-west1", clusterName: "c", workerCount: 2, controlPlaneCount: 3 };
 
@@ -223,4 +224,22 @@ describe("etcd backups across changes", () => {
     expect(changes.get("c-cp-5")).toBe("create");
     expect((five.byName("c-cp-5").inputs.serviceAccount as Account).scopes).toContain(storage);
   });
+});
+
+test("upgrading this program on a running cluster deletes nothing that acts when deleted", async () => {
+  // The dev stack as the previous version of the program left it (tests/unit/fixtures-state-6a545ca-dev.json):
+  // a resource it had that this version neither registers nor aliases is deleted at the end of the
+  // update, and its stored delete command (drain, etcd member removal, kubeadm reset) runs.
+  const previous = (await import("./fixtures-state-6a545ca-dev.json")).resources as {
+    type: string;
+    name: string;
+    delete: boolean;
+  }[];
+  const now = await runProgram(readStackFile("dev") as Record<string, string | number>);
+  const known = new Set(now.resources.flatMap((r) => [r.name, ...r.aliases].map((n) => `${r.type}::${n}`)));
+  const deletedWithAction = previous.filter((r) => r.delete && !known.has(`${r.type}::${r.name}`)).map((r) => r.name);
+  expect(deletedWithAction).toEqual([]);
+  // The workers' former membership steps live on as their removal steps (an alias: an update that
+  // runs nothing, since a removal step has no create command).
+  expect(now.byName("ha-k8s-dev-worker-1-removal").aliases).toEqual(["ha-k8s-dev-worker-1-member"]);
 });

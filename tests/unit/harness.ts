@@ -20,6 +20,8 @@ export interface RecordedResource {
   readonly additionalSecretOutputs: readonly string[];
   readonly ignoreChanges: readonly string[];
   readonly retainOnDelete: boolean;
+  /** Names this resource had before (aliases by name). */
+  readonly aliases: readonly string[];
 }
 
 export interface ProgramRun {
@@ -87,6 +89,7 @@ export async function runProgram(
               additionalSecretOutputs: opts?.additionalSecretOutputs ?? [],
               ignoreChanges: opts?.ignoreChanges ?? [],
               retainOnDelete: opts?.retainOnDelete ?? false,
+              aliases: opts?.aliases ?? [],
             });
             return mockResponse(args.type, args.name, unwrapped, options.previousOutputs);
           },
@@ -115,6 +118,10 @@ export async function runProgram(
             additionalSecretOutputs: (opts as pulumi.CustomResourceOptions).additionalSecretOutputs ?? [],
             ignoreChanges: opts.ignoreChanges ?? [],
             retainOnDelete: Boolean(opts.retainOnDelete),
+            aliases: (opts.aliases ?? []).flatMap((alias) => {
+              const name = (alias as { name?: unknown }).name;
+              return typeof name === "string" ? [name] : [];
+            }),
           });
           if (!custom) {
             recorded.set(`${t}::${name}`, { ...optionsByName.get(`${t}::${name}`)!, inputs: {}, secretInputs: [] });
@@ -209,7 +216,10 @@ export function diffRuns(before: ProgramRun, after: ProgramRun): Map<string, Cha
   const old = new Map(before.resources.filter((r) => r.custom).map((r) => [key(r), r]));
   const changes = new Map<string, Change>();
   for (const r of after.resources.filter((x) => x.custom)) {
-    const previous = old.get(key(r));
+    // An alias makes the engine take the resource under a former name for this one.
+    const former = old.has(key(r)) ? undefined : r.aliases.map((name) => `${r.type}::${name}`).find((k) => old.has(k));
+    const previous = old.get(key(r)) ?? (former ? old.get(former) : undefined);
+    if (former) old.delete(former);
     if (!previous) {
       changes.set(r.name, "create");
       continue;

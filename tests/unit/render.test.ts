@@ -200,7 +200,7 @@ describe("small renderers", () => {
     const prepareOf = (minor: string) => {
       const cfg = resolveConfig({ kubernetesVersion: minor }, readProjectFile().defaults).config!;
       // A running cluster keeps the version it was created with (the guard reads it back).
-      const p = { ...buildPlan(cfg), cluster: { ...buildPlan(cfg).cluster, createdWithVersion: "1.36" } };
+      const p = { ...buildPlan(cfg), cluster: { ...buildPlan(cfg).cluster, createdWithVersion: "1.36.3" } };
       return renderStepCommand(
         cfg,
         p,

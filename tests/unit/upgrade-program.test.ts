@@ -11,7 +11,7 @@ const nodes = (workers: number) => [
   ...Array.from({ length: workers }, (_, i) => ({ name: `c-worker-${i + 1}`, role: "worker" })),
 ];
 /** The outputs a deployment of 1.35 (created with `created`) left. */
-const deployedAt = (version: string, created = "1.35") => ({
+const deployedAt = (version: string, created = pin("1.35")) => ({
   previousOutputs: {
     kubernetesVersion: version,
     createdWithKubernetes: created,
@@ -83,7 +83,7 @@ test("a pulumi up that failed half-way resumes: run again, nothing already done 
 
 test("the version output moves only after the upgrade's verification; the first version stays", () => {
   expect(upgrading.outputs.kubernetesVersion).toBe(pin("1.36"));
-  expect(upgrading.outputs.createdWithKubernetes).toBe("1.35");
+  expect(upgrading.outputs.createdWithKubernetes).toBe(pin("1.35"));
 });
 
 test("once upgraded, the next pulumi up drops the finished upgrade's steps and moves etcdutl to the new etcd", async () => {
