@@ -68,6 +68,8 @@ export const ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf";
 /** The kubelet's own credentials (system:node:<name>): enough to read its own Node object. */
 export const KUBELET_KUBECONFIG = "/etc/kubernetes/kubelet.conf";
 const DELETE_HEREDOC = "HA_K8S_DELETE";
+/** The exit status of a delete-time script that refuses to go on (scripts/member-remove.sh). */
+export const DELETE_REFUSED_EXIT = 75;
 
 /** Steps whose bundle carries secrets (token, keys) or whose output does (kubeconfig). */
 const SECRET_KINDS: ReadonlySet<StepKind> = new Set<StepKind>(["login", "init", "credentials", "join", "kubeconfig"]);
@@ -101,7 +103,7 @@ export function sshRoute(plan: Plan, nodeName: string): { direct: boolean; inter
 /**
  * The delete command of a step: a self-contained bundle in a heredoc, staged in a temporary
  * directory, so it depends on nothing its create step left on the machine. Bounded and best effort:
- * a failure is reported and the teardown goes on.
+ * a failure is reported and the teardown goes on, unless the script refuses (DELETE_REFUSED_EXIT).
  */
 function renderDeleteCommand(
   plan: Plan,
@@ -122,9 +124,12 @@ function renderDeleteCommand(
       : { NODE_NAME: subject.name };
   const bundle = renderBundle({ stepId: step.id, script, env, stage: "temporary" }, sources);
   if (bundle.split("\n").includes(DELETE_HEREDOC)) throw new Error(`${script} contains the line ${DELETE_HEREDOC}`);
+  // Exit 75 (DELETE_REFUSED_EXIT) is a refusal to go on (etcd would lose its quorum): it fails the
+  // delete, so Pulumi keeps the machine. Any other failure is reported and the teardown goes on.
   return (
-    `sudo timeout ${DELETE_TIMEOUT_SECONDS} bash -s <<'${DELETE_HEREDOC}' ` +
-    `|| echo "ha-k8s: ${script} for ${step.id} did not complete; continuing teardown" >&2\n${bundle}${DELETE_HEREDOC}\n`
+    `sudo timeout ${DELETE_TIMEOUT_SECONDS} bash -s <<'${DELETE_HEREDOC}' || { rc=$?; ` +
+    `[ "$rc" -ne ${DELETE_REFUSED_EXIT} ] || exit ${DELETE_REFUSED_EXIT}; ` +
+    `echo "ha-k8s: ${script} for ${step.id} did not complete; continuing teardown" >&2; }\n${bundle}${DELETE_HEREDOC}\n`
   );
 }
 

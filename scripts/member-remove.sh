@@ -7,7 +7,11 @@
 # Inputs (environment): MEMBER_NODE, MEMBER_ROLE (control-plane|worker), MEMBER_IP, KUBECONFIG_PATH.
 #
 # Best effort and bounded: it succeeds, doing what it still can, when the node, its etcd member or
-# the whole API is already gone, so `pulumi destroy` and scale-downs are never held hostage.
+# the whole API is already gone, so `pulumi destroy` and scale-downs are never held hostage. One
+# exception: when etcd refuses to remove a control plane's member because the others would lose
+# their quorum, it exits 75 (the delete command passes that on), so Pulumi keeps the VM: deleting
+# it would leave a member that never answers, and one more failure would cost the cluster's quorum.
+# tools/destroy.sh drops such refused removals when the whole cluster is destroyed.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -50,7 +54,9 @@ if [ "$MEMBER_ROLE" = control-plane ]; then
     log "removing etcd member $member_id ($MEMBER_IP)"
     if ! retry 4 remove_member "$member_id"; then
       if [ -n "$refused_for_quorum" ]; then
-        warn "REFUSED: etcd will not remove the member of $MEMBER_NODE ($member_id): without it the other members would not keep a quorum (a control plane is down or just came back). It stays a member; once the other control planes are healthy, remove it from one of them with: etcdctl member remove $member_id"
+        warn "REFUSED: etcd will not remove the member of $MEMBER_NODE ($member_id): without it the other members would not keep a quorum (a control plane is down or just came back)"
+        log "ERROR: $MEMBER_NODE stays a member (drained and cordoned) and its VM is kept: bring the other control planes back to health, then run pulumi up (or npm run destroy) again; to keep the node instead, kubectl uncordon $MEMBER_NODE"
+        exit 75
       else
         warn "etcd member removal failed"
       fi

@@ -215,13 +215,16 @@ describe("membership scripts, as rendered, against the real API server and etcd"
     expect(result.output).toContain(`FAILED: the etcd member at ${down.internalIp} is not healthy`);
   }, 120_000);
 
-  test("removing a control plane's etcd member is refused while the others would lose quorum", async () => {
+  test("removing a control plane's etcd member is refused while the others would lose quorum, failing the delete", async () => {
     const cp = controlPlane();
     const [, down, leaving] = cp.stack.controlPlanes; // the second member is still down
     const membersBefore = await etcdMembers(cp);
     const result = await runDeleteCommand(cp, cp.stack.step("member", leaving.name));
     expectClean(result);
-    expect(result.code).toBe(0); // best effort: the teardown goes on
+    // The delete fails (exit 75), so Pulumi keeps the VM: a member that never answers again
+    // would leave the cluster one failure from losing its quorum.
+    expect(result.code).toBe(75);
+    expect(result.output).not.toContain("continuing teardown");
     expect(result.output).toContain("etcdserver: unhealthy cluster"); // etcd's own refusal
     expect(result.output).toMatch(
       new RegExp(`REFUSED: etcd will not remove the member of ${leaving.name} \\([0-9a-f]+\\)`),

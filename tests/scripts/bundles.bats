@@ -98,3 +98,12 @@ run_delete_command() {
   assert_success
   assert_output --partial "did not complete; continuing teardown"
 }
+
+@test "a control plane's delete command fails (75) when etcd refuses the removal for quorum, so its VM is kept" {
+  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; esac; exit 0'
+  stub crictl 'case "$1" in ps) echo etcd-id ;; exec) case "$*" in *"member list"*) echo "91bc3c398fb3c146, started, ha-k8s-dev-cp-2, https://10.10.0.11:2380, https://10.10.0.11:2379, false" ;; *"member remove"*) echo "Error: etcdserver: unhealthy cluster" >&2; exit 1 ;; esac ;; esac'
+  run_delete_command "ha-k8s-dev-cp-2/member"
+  assert_equal "$status" 75
+  assert_output --partial "REFUSED: etcd will not remove the member of ha-k8s-dev-cp-2"
+  refute_output --partial "continuing teardown"
+}

@@ -28,7 +28,7 @@ case "$1 $2" in
   "config get") [ -f "$STATE/project" ] && cat "$STATE/project" ;;
   "config set") echo "$3" >"$STATE/project" ;;
   "up "*) echo "up backend=${PULUMI_BACKEND_URL:-} passphrase=${PULUMI_CONFIG_PASSPHRASE_FILE:-}" >>"$CALLS" ;;
-  "destroy "*) if [ -f "$STATE/destroy-fails" ]; then rm "$STATE/destroy-fails"; exit 255; fi ;;
+  "destroy "*) if [ -f "$STATE/destroy-fails" ]; then rm "$STATE/destroy-fails"; cat "$STATE/destroy-output" 2>/dev/null; exit 255; fi ;;
   "stack export") cat "$STATE/export.json" ;;
 esac'
   stub gcloud '
@@ -176,4 +176,42 @@ console.log(JSON.stringify({ deployment: { resources: [
   export TMPDIR="$MACHINE_DIR/tmp" && mkdir -p "$TMPDIR"
   run bash "$PROJECT_COPY/tools/destroy.sh" --yes
   [ -z "$(ls -A "$TMPDIR")" ]
+}
+
+@test "destroy checks the jump host first: when it cannot be reached, nothing behind it is tried and all is dropped" {
+  touch "$STATE/stack-dev" "$STATE/destroy-fails"
+  echo my-project-123 >"$STATE/project"
+  write_state
+  stub ssh 'echo "ssh: connect to host 198.51.100.7 port 22: Connection timed out" >&2; exit 255'
+  HA_K8S_UNREACHABLE_AFTER=1 run bash "$PROJECT_COPY/tools/destroy.sh" --yes
+  assert_success
+  [ "$(count_calls '^ssh ')" -ge 1 ]
+  [ "$(count_calls '^ssh .*ProxyCommand')" -eq 0 ] # no machine behind it was tried
+  [ "$(count_calls '^pulumi state delete')" -eq 3 ]
+  assert_output --partial "10.10.0.20 cannot be reached: neither can its jump host 198.51.100.7"
+}
+
+@test "destroying the whole stack drops a control plane's removal that etcd refused for quorum, then finishes" {
+  touch "$STATE/stack-dev" "$STATE/destroy-fails"
+  echo my-project-123 >"$STATE/project"
+  write_state
+  printf '    command:remote:Command (c-cp-2-member):\n      12:00:01 [member-remove.sh] WARNING: REFUSED: etcd will not remove the member of c-cp-2 (91bc3c398fb3c146): without it ...\n' >"$STATE/destroy-output"
+  run bash "$PROJECT_COPY/tools/destroy.sh" --yes
+  assert_success
+  assert_output --partial "etcd refused to remove c-cp-2's member; the whole cluster goes"
+  assert_call_order "^pulumi state delete --stack dev --yes --target-dependents urn:pulumi:dev::ha-k8s::command:remote:Command::c-cp-2-member" \
+    "^pulumi destroy --stack dev"
+  [ "$(count_calls '^pulumi state delete')" -eq 1 ]
+  [ "$(count_calls '^pulumi destroy')" -eq 2 ]
+}
+
+@test "a targeted destroy keeps a refused removal and fails, as pulumi up does" {
+  touch "$STATE/stack-dev" "$STATE/destroy-fails"
+  echo my-project-123 >"$STATE/project"
+  write_state
+  printf 'WARNING: REFUSED: etcd will not remove the member of c-cp-2 (91bc3c398fb3c146): ...\n' >"$STATE/destroy-output"
+  run bash "$PROJECT_COPY/tools/destroy.sh" --yes --target urn:pulumi:dev::ha-k8s::gcp:compute/instance:Instance::c-cp-2
+  assert_failure
+  assert_output --partial "this destroy is targeted: keeping urn:pulumi:dev::ha-k8s::command:remote:Command::c-cp-2-member"
+  [ "$(count_calls '^pulumi state delete')" -eq 0 ]
 }

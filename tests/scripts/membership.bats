@@ -81,10 +81,12 @@ setup() {
   assert_call_order "member remove 91bc3c398fb3c146" "delete node c-cp-2"
 }
 
-@test "remove: etcd refusing the removal for quorum is retried, then reported as a refusal naming the member" {
+@test "remove: etcd refusing the removal for quorum is retried, then a refusal naming the member fails it (75), keeping the Node" {
   stub crictl 'case "$1" in ps) echo etcd-id ;; exec) case "$*" in *"member list"*) echo "$MEMBERS" ;; *"member remove"*) echo "Error: etcdserver: unhealthy cluster" >&2; exit 1 ;; esac ;; esac'
   run_script member-remove.sh
-  assert_success
+  assert_equal "$status" 75
+  [ "$(count_calls 'delete node')" -eq 0 ]
+  assert_output --partial "its VM is kept"
   [ "$(count_calls 'member remove 91bc3c398fb3c146')" -eq 4 ]
   assert_output --partial "etcdserver: unhealthy cluster"
   assert_output --partial "REFUSED: etcd will not remove the member of c-cp-2 (91bc3c398fb3c146)"

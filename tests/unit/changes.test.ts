@@ -72,11 +72,11 @@ test("scaling workers down drains and deletes only the removed nodes, with bound
   expect((removal.inputs.connection as { host: string }).host).toBe("10.10.0.10");
   expect(removal.inputs.create).toBeUndefined();
   expect(removal.inputs.delete).toMatch(
-    /^sudo timeout 300 bash -s <<'HA_K8S_DELETE' \|\| echo .*member-remove\.sh for c-worker-4\/removal/,
+    /^sudo timeout 300 bash -s <<'HA_K8S_DELETE' \|\| \{ [^\n]*echo .*member-remove\.sh for c-worker-4\/removal/,
   );
   expect(removal.inputs.delete).toContain("MEMBER_NODE='c-worker-4'");
   expect(four.byName("c-worker-4-join").inputs.delete).toMatch(
-    /^sudo timeout 300 bash -s <<'HA_K8S_DELETE' \|\| echo .*leave\.sh/,
+    /^sudo timeout 300 bash -s <<'HA_K8S_DELETE' \|\| \{ [^\n]*echo .*leave\.sh/,
   );
   // Pulumi deletes dependents first: removal (drain) → join (kubeadm reset) → VM.
   expect(removal.dependsOn).toContain("c-worker-4-join");

@@ -166,7 +166,9 @@ describe("bootstrap commands", () => {
   test("delete-time actions exist for joins, memberships and removals, bounded and self-contained", () => {
     for (const step of devPlan.steps.filter((s) => ["join", "member", "removal"].includes(s.kind))) {
       const del = commandFor(dev, step.id).inputs.delete as string;
-      expect(del).toMatch(/^sudo timeout \d+ bash -s <<'HA_K8S_DELETE' \|\| echo [^\n]+\n#!\/usr\/bin\/env bash\n/);
+      expect(del).toMatch(
+        /^sudo timeout \d+ bash -s <<'HA_K8S_DELETE' \|\| \{ rc=\$\?; \[ "\$rc" -ne 75 \] \|\| exit 75; echo [^\n]+; \}\n#!\/usr\/bin\/env bash\n/,
+      );
       expect(del).toMatch(/\nHA_K8S_DELETE\n$/);
       // Nothing its create step staged is needed: the bundle stages its own inputs.
       expect(del).not.toContain("/var/lib/ha-k8s/steps");
