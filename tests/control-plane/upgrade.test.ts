@@ -384,7 +384,10 @@ describe("kubeadm's upgrade of the running cluster to the next minor, with the r
         expect(result.output).toContain(
           `[ERROR ControlPlaneNodesReady]: there are NotReady control-planes in the cluster: [${notReady}]`,
         );
-        expect(result.output).toContain(`kubeadm upgrade plan refuses v${to} (its reasons above); nothing was changed`);
+        expect(result.output).toContain(
+          `kubeadm upgrade plan refuses v${to} (its reasons above); the cluster is unchanged (only this node's ` +
+            `package repositories and kubeadm are at ${upgrade.config.kubernetesVersion})`,
+        );
         expect(result.output).not.toContain("as --dry-run");
       } finally {
         await kubelet.setReady(true);
