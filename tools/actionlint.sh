@@ -5,16 +5,12 @@
 set -euo pipefail
 VERSION=v1.7.12
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cache="${HA_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha-k8s}/actionlint/$VERSION"
+# shellcheck source=tools/go-cache.sh
+. "$REPO/tools/go-cache.sh"
+cache="$HA_K8S_CACHE/actionlint/$VERSION"
 if [ ! -x "$cache/actionlint" ]; then
-  command -v go >/dev/null || PATH="/usr/local/go/bin:$PATH"
-  command -v go >/dev/null || {
-    echo "actionlint.sh: Go is needed to build actionlint $VERSION (https://go.dev/dl/)" >&2
-    exit 1
-  }
-  mkdir -p "$cache"
-  exec 9>"$cache/.lock"
-  flock 9
+  need_go "actionlint $VERSION"
+  hold_lock "$cache/.lock"
   if [ ! -x "$cache/actionlint" ]; then
     echo "actionlint.sh: building actionlint $VERSION (first use; cached in $cache)" >&2
     tmp="$(mktemp -d)"

@@ -12,6 +12,8 @@
 # Safe to run concurrently (flock) and again (cached binaries are reused).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=tools/go-cache.sh
+. "$REPO/tools/go-cache.sh"
 log() { printf 'etcd.sh: %s\n' "$*" >&2; }
 
 if [ "${1:-}" = --for-kubernetes ]; then
@@ -31,7 +33,7 @@ version="${version#v}"
   log "\"$version\" is not an etcd v3 release like 3.6.8"
   exit 2
 }
-cache="${HA_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha-k8s}/etcd/v$version"
+cache="$HA_K8S_CACHE/etcd/v$version"
 tools=(etcd etcdctl etcdutl)
 built() {
   local t
@@ -42,15 +44,8 @@ if built; then
   echo "$cache"
   exit 0
 fi
-command -v go >/dev/null || PATH="/usr/local/go/bin:$PATH"
-command -v go >/dev/null || {
-  log "Go is needed to build etcd $version (https://go.dev/dl/; /usr/local/go/bin on CI machines)"
-  exit 1
-}
-
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
+need_go "etcd $version"
+hold_lock "$cache/.lock"
 if built; then # built by a concurrent run while we waited
   echo "$cache"
   exit 0

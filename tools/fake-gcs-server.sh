@@ -9,6 +9,8 @@
 # that release with the dependency versions its go.sum pins. Safe to run concurrently (flock) and
 # again (a cached binary is reused).
 set -euo pipefail
+# shellcheck source=tools/go-cache.sh
+. "$(dirname "${BASH_SOURCE[0]}")/go-cache.sh"
 
 version="${1:-1.56.1}"
 version="${version#v}"
@@ -16,7 +18,7 @@ version="${version#v}"
   echo "fake-gcs-server.sh: \"$version\" is not a release like 1.56.1" >&2
   exit 2
 }
-cache="${HA_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha-k8s}/fake-gcs-server/v$version"
+cache="$HA_K8S_CACHE/fake-gcs-server/v$version"
 binary="$cache/fake-gcs-server"
 log() { printf 'fake-gcs-server.sh: %s\n' "$*" >&2; }
 
@@ -24,15 +26,8 @@ if [ -x "$binary" ]; then
   echo "$binary"
   exit 0
 fi
-command -v go >/dev/null || PATH="/usr/local/go/bin:$PATH"
-command -v go >/dev/null || {
-  log "Go is needed to build fake-gcs-server $version (https://go.dev/dl/; /usr/local/go/bin on CI machines)"
-  exit 1
-}
-
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
+need_go "fake-gcs-server $version"
+hold_lock "$cache/.lock"
 if [ -x "$binary" ]; then # built by a concurrent run while we waited
   echo "$binary"
   exit 0

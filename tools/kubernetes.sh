@@ -29,7 +29,9 @@ version="${version#v}"
 }
 minor="${BASH_REMATCH[1]}"
 staging_version="v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}"
-cache_root="${HA_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha-k8s}"
+# shellcheck source=tools/go-cache.sh
+. "$(dirname "${BASH_SOURCE[0]}")/go-cache.sh"
+cache_root="$HA_K8S_CACHE"
 log() { printf 'kubernetes.sh: %s\n' "$*" >&2; }
 
 binaries=("$@")
@@ -56,16 +58,10 @@ if [ -z "$(missing)" ]; then
   print_paths
   exit 0
 fi
-command -v go >/dev/null || PATH="/usr/local/go/bin:$PATH"
-command -v go >/dev/null || {
-  log "Go is needed to build $(missing | tr '\n' ' ')v$version (https://go.dev/dl/; /usr/local/go/bin on CI machines)"
-  exit 1
-}
+need_go "$(missing | tr '\n' ' ')v$version"
 
 # One lock per version: concurrent runs build each binary once and share the module download.
-mkdir -p "$cache_root/.locks"
-exec 9>"$cache_root/.locks/kubernetes-v$version.lock"
-flock 9
+hold_lock "$cache_root/.locks/kubernetes-v$version.lock"
 mapfile -t to_build < <(missing) # a concurrent run may have built some while we waited
 if [ "${#to_build[@]}" -eq 0 ]; then
   print_paths

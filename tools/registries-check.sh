@@ -6,21 +6,17 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="$REPO/tests/artifacts/registries"
+# shellcheck source=tools/go-cache.sh
+. "$REPO/tools/go-cache.sh"
 key="$(cat "$SRC/main.go" "$SRC/go.mod" "$SRC/go.sum" | sha256sum | cut -c1-16)"
-cache="${HA_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha-k8s}/registries-check/$key"
+cache="$HA_K8S_CACHE/registries-check/$key"
 binary="$cache/registries-check"
 if [ -x "$binary" ]; then
   echo "$binary"
   exit 0
 fi
-command -v go >/dev/null || PATH="/usr/local/go/bin:$PATH"
-command -v go >/dev/null || {
-  echo "registries-check.sh: Go is needed to build the registries check (https://go.dev/dl/)" >&2
-  exit 1
-}
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
+need_go "the registries check"
+hold_lock "$cache/.lock"
 if [ ! -x "$binary" ]; then
   echo "registries-check.sh: building the registries check (first use; cached in $cache)" >&2
   # The tags drop code that needs C libraries (gpgme, btrfs), as go.podman.io/image documents.

@@ -34,7 +34,7 @@ setup() { load helpers; }
   copy="$BATS_TEST_TMPDIR/archive"
   mkdir -p "$copy/tools"
   cp -r "$REPO/.github" "$copy/"
-  cp "$REPO/tools/actionlint.sh" "$copy/tools/"
+  cp "$REPO/tools/actionlint.sh" "$REPO/tools/go-cache.sh" "$copy/tools/"
   [ ! -e "$copy/.git" ]
   run bash -c "cd '$copy' && GIT_CEILING_DIRECTORIES='$BATS_TEST_TMPDIR' bash tools/actionlint.sh"
   assert_success
