@@ -7,7 +7,9 @@
 //     kubelet.conf (certificate embedded, as kubeadm writes it before kubelet-finalize).
 //   - Registration and heartbeats with that identity (the Node authorizer and NodeRestriction
 //     apply): the Node object, its status with the Ready condition, its Lease in kube-node-lease
-//     renewed every few seconds, so the node lifecycle controller keeps it as reported.
+//     renewed every few seconds, so the node lifecycle controller keeps it as reported. The version
+//     reported is the suite's Kubernetes patch until the machine's systemctl stub restarts an
+//     installed kubelet of another version (an upgrade step), then that one.
 //   - Static Pods: the manifests in the machine's /etc/kubernetes/manifests (kubeadm's staticPodPath)
 //     become mirror Pods in the API, named, hashed and owned by the Node as the kubelet makes them
 //     (applyDefaults in pkg/kubelet/config/common.go, CreateMirrorPod in pkg/kubelet/pod/
