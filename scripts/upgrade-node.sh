@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Upgrades this node to another Kubernetes version, kubeadm's way (kubernetes.io, "Upgrading
 # kubeadm clusters"): the package repositories switched to the new minor, kubeadm upgraded, then
-#   - the first control plane: `kubeadm upgrade plan` checked, then `kubeadm upgrade apply`;
+#   - the first control plane: `kubeadm upgrade plan` checked, then `kubeadm upgrade apply`. The
+#     plan checks the cluster (health: a Job runs, control planes Ready, static Pod manifests, CoreDNS
+#     migratable) but no version rule: kubeadm's version policy (one minor at a time, not past kubeadm's
+#     own minor) is checked by apply's preflight, before it changes anything (runPlan in
+#     cmd/kubeadm/app/cmd/upgrade/plan.go, runPreflight in cmd/phases/upgrade/apply/preflight.go);
 #   - the other control planes and the workers: `kubeadm upgrade node`;
 # then, on a control plane, the node drains itself (PodDisruptionBudgets respected, bounded);
 # CRI-O moved to the matching stream (its pause image too); kubelet and kubectl upgraded and the
@@ -74,14 +78,27 @@ case "$UPGRADE_ACTION" in
     if cluster_at_target && manifests_at_target; then
       log "the cluster's configuration and this node's control plane are already at $K8S_VERSION"
     else
+      unchanged="the cluster is unchanged (only this node's package repositories and kubeadm are at $K8S_MINOR)"
       log "kubeadm upgrade plan $K8S_VERSION"
       if ! plan="$(kubeadm upgrade plan "$K8S_VERSION" 2>&1)"; then
         printf '%s\n' "$plan" | redact >&2
-        die "kubeadm upgrade plan refuses $K8S_VERSION (its reasons above); nothing was changed"
+        die "kubeadm upgrade plan refuses $K8S_VERSION (its reasons above); $unchanged; fix them and run pulumi up again"
       fi
       printf '%s\n' "$plan" | redact >&2
       log "kubeadm upgrade apply $K8S_VERSION (etcd, API server, controller manager, scheduler, addons); output redacted"
-      run_redacted kubeadm upgrade apply "$K8S_VERSION" --yes || die "kubeadm upgrade apply $K8S_VERSION failed (output above)"
+      apply_log="$(mktemp)"
+      rc=0
+      kubeadm upgrade apply "$K8S_VERSION" --yes 2>&1 | redact | tee "$apply_log" >&2 || rc=${PIPESTATUS[0]}
+      if [ "$rc" -ne 0 ]; then
+        # kubeadm's workflow names the phase that failed ("error execution phase preflight: ...").
+        if grep -q '^error: error execution phase preflight' "$apply_log"; then
+          rm -f "$apply_log"
+          die "kubeadm upgrade apply refuses $K8S_VERSION in its preflight checks (its reasons above); $unchanged"
+        fi
+        rm -f "$apply_log"
+        die "kubeadm upgrade apply $K8S_VERSION failed (output above); fix the cause and run pulumi up again to resume"
+      fi
+      rm -f "$apply_log"
     fi
     ;;
   node)

@@ -1,8 +1,9 @@
 // The real programs the control-plane tests run: kube-apiserver, kube-controller-manager, kubeadm
-// and kubectl of the Kubernetes patch render/versions.ts pins (tools/kubernetes.sh), and etcd,
-// etcdctl and etcdutl of the etcd release kubeadm deploys for it (tools/etcd.sh). Both tools build
-// on first use from the Go modules and cache by version; here they only print the cached paths
-// (tests/control-plane/run.sh builds them before the tests start, outside the network namespace).
+// and kubectl of the Kubernetes patch render/versions.ts pins (tools/kubernetes.sh), etcd, etcdctl
+// and etcdutl of the etcd release kubeadm deploys for it (tools/etcd.sh), and the kubeadm of the
+// other supported minors (the upgrade tests). The tools build on first use from the Go modules and
+// cache by version; here they only print the cached paths (tests/control-plane/run.sh builds them
+// before the tests start, outside the network namespace).
 
 import { spawnSync } from "child_process";
 import * as path from "path";
@@ -53,4 +54,9 @@ export function controlPlaneBinaries(minor: string): ControlPlaneBinaries {
     etcdctl: path.join(etcdDir, "etcdctl"),
     etcdutl: path.join(etcdDir, "etcdutl"),
   };
+}
+
+/** The real kubeadm of a Kubernetes patch (tools/kubeadm.sh), e.g. of the next minor for an upgrade. */
+export function kubeadmBinary(patch: string): string {
+  return tool("kubeadm.sh", [patch])[0];
 }

@@ -7,8 +7,8 @@
 // Every certificate and kubeconfig is made by kubeadm's own init phases from the rendered
 // InitConfiguration/ClusterConfiguration and the cluster CA; every flag comes from the static Pod
 // manifests kubeadm writes for that configuration, changed only where one loopback network stands
-// in for several machines (below). kubeadm's upload-config and bootstrap-token phases then run
-// against the API server, as `kubeadm init` runs them.
+// in for several machines (below). kubeadm's upload-config, bootstrap-token and addon phases then
+// run against the API server, as `kubeadm init` runs them.
 //
 // The plan's addresses (10.10.0.x for dev) are real addresses of the loopback interface of a
 // private network namespace that tests/control-plane/run.sh creates, so the rendered files are used
@@ -268,6 +268,10 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
     fs.writeFileSync(renderedInit, prepared.initConfig, { mode: 0o600 });
     await kubeadm(["init", "phase", "upload-config", "all", "--config", renderedInit, "--kubeconfig", first.adminConf]);
     await kubeadm(["init", "phase", "bootstrap-token", "--config", renderedInit, "--kubeconfig", first.adminConf]);
+    // kubeadm init's last phase: the CoreDNS Deployment and the kube-proxy DaemonSet with their
+    // ConfigMaps (their Pods wait for a scheduler, which the suite has only where a test starts the
+    // stand-in of scheduler.ts). `kubeadm upgrade` reads and upgrades both.
+    await kubeadm(["init", "phase", "addon", "all", "--config", renderedInit, "--kubeconfig", first.adminConf]);
     const tokenId = stack.values.bootstrapToken.split(".")[0];
     await waitFor(
       "kube-controller-manager's bootstrap signer to sign cluster-info",

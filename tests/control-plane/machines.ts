@@ -1,7 +1,8 @@
 // The plan's nodes as test "machines" (a directory standing in for each one's root file system, the
 // scripts' HA_K8S_ROOT), with what kubeadm puts on the control planes before their components
-// start: certificates, kubeconfigs and static Pod manifests, all made by kubeadm's own init phases
-// from the rendered configuration and the cluster CA.
+// start: certificates, kubeconfigs, static Pod manifests in /etc/kubernetes/manifests and the
+// kubelet's files in /var/lib/kubelet, all made by kubeadm's own init phases from the rendered
+// configuration and the cluster CA.
 
 import * as fs from "fs";
 import * as path from "path";
@@ -19,8 +20,13 @@ export interface Machine {
   readonly pki: string;
   readonly adminConf: string;
   readonly kubeletConf: string;
-  /** A control plane's static Pod manifests as kubeadm wrote them (etcd.yaml; the first: all). */
+  /**
+   * <root>/etc/kubernetes/manifests: a control plane's static Pod manifests as kubeadm wrote them
+   * (etcd.yaml; the first: all four). Its fake kubelet mirrors them into the API, as a kubelet does.
+   */
   readonly manifests: string;
+  /** <root>/var/lib/kubelet: a control plane's kubelet configuration files as kubeadm wrote them. */
+  readonly kubeletDir: string;
   /** A control plane's kubeadm configuration: the rendered one, certificates in this machine's pki. */
   readonly kubeadmConfig: string;
 }
@@ -66,7 +72,8 @@ export async function prepareMachines(
       pki: path.join(kubernetesDir, "pki"),
       adminConf: path.join(kubernetesDir, "admin.conf"),
       kubeletConf: path.join(kubernetesDir, "kubelet.conf"),
-      manifests: path.join(dir, "manifests", node.name),
+      manifests: path.join(kubernetesDir, "manifests"),
+      kubeletDir: path.join(root, "var/lib/kubelet"),
       kubeadmConfig: path.join(configs, `${node.name}.yaml`),
     });
   }
@@ -102,8 +109,13 @@ export async function prepareMachines(
     await kubeadm(["init", "phase", "kubeconfig", "admin", "--config", m.kubeadmConfig, "--kubeconfig-dir", m.kubernetesDir]); // prettier-ignore
   }
 
-  // The static Pod manifests, written to a directory of ours by the phases' dry runs
-  // (KUBEADM_INIT_DRYRUN_DIR, GetDryRunDir in cmd/kubeadm/app/constants).
+  // The static Pod manifests and the kubelet's files, written into the machine by the phases' dry
+  // runs (KUBEADM_INIT_DRYRUN_DIR, GetDryRunDir in cmd/kubeadm/app/constants): the kubelet-start
+  // phase writes /var/lib/kubelet's config.yaml, kubeadm-flags.env and instance-config.yaml (the
+  // CRI socket, which kubeadm's later commands read back: GetNodeRegistration in
+  // cmd/kubeadm/app/util/config/cluster.go) and, not dry, would start the kubelet. Only the
+  // components that run here get a manifest: etcd on every control plane, the API server,
+  // controller manager and scheduler on the first.
   for (const node of stack.controlPlanes) {
     const m = machine(node.name);
     fs.mkdirSync(m.manifests, { recursive: true });
@@ -112,6 +124,10 @@ export async function prepareMachines(
     if (node === firstNode) {
       await kubeadm(["init", "phase", "control-plane", "all", "--dry-run", "--config", m.kubeadmConfig], env);
     }
+    fs.mkdirSync(m.kubeletDir, { recursive: true });
+    await kubeadm(["init", "phase", "kubelet-start", "--dry-run", "--config", m.kubeadmConfig], {
+      KUBEADM_INIT_DRYRUN_DIR: m.kubeletDir,
+    });
   }
 
   return {

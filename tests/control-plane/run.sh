@@ -52,13 +52,16 @@ done
 [ "${#missing[@]}" -eq 0 ] ||
   unavailable "missing tools: ${missing[*]} (Debian packages haproxy, openssl, iproute2, util-linux; tools/setup.sh installs them)"
 
-# The test stack's Kubernetes patch and subnet, from the same code the tests use.
-read -r patch subnet < <(node -e '
+# The test stack's Kubernetes patch and subnet, and the patches of the other supported minors (the
+# upgrade tests run their kubeadm against this cluster), from the same code the tests use.
+read -r patch subnet other_patches < <(node -e '
 require("ts-node").register({ transpileOnly: true });
 const { testStackConfig } = require("./tests/control-plane/stack");
-const { kubernetesRelease } = require("./render/versions");
+const { SUPPORTED_KUBERNETES, kubernetesRelease } = require("./render/versions");
 const config = testStackConfig();
-console.log(kubernetesRelease(config.kubernetesVersion).patch, config.subnetCidr);')
+const patch = kubernetesRelease(config.kubernetesVersion).patch;
+const others = Object.values(SUPPORTED_KUBERNETES).map((r) => r.patch).filter((p) => p !== patch);
+console.log(patch, config.subnetCidr, others.join(","));')
 
 have_go() { command -v go >/dev/null || [ -x /usr/local/go/bin/go ]; }
 started=$SECONDS
@@ -72,7 +75,15 @@ if ! bash tools/etcd.sh --for-kubernetes "$patch" >/dev/null; then
   log "FAILED: could not build the etcd release kubeadm $patch deploys; see above"
   exit 1
 fi
-log "binaries of Kubernetes $patch and its etcd ready ($((SECONDS - started)) s)"
+# kubeadm of the other minors: built by the artifact suite (npm test runs it first), so cached.
+for other in ${other_patches//,/ }; do
+  if ! bash tools/kubeadm.sh "$other" >/dev/null; then
+    have_go || unavailable "Go is needed to build kubeadm $other for these tests (https://go.dev/dl/; /usr/local/go/bin on CI machines)"
+    log "FAILED: could not build kubeadm $other; see above"
+    exit 1
+  fi
+done
+log "binaries of Kubernetes $patch and its etcd, kubeadm ${other_patches//,/, } ready ($((SECONDS - started)) s)"
 
 namespaces=(--net --pid --fork --kill-child)
 if [ "$(id -u)" -eq 0 ]; then

@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { RenderedFile, renderAll } from "../../render/artifacts";
 import { ClusterConfig, formatIssues, resolveConfig } from "../../render/config";
-import { Plan, PlannedNode, Step, StepKind } from "../../render/plan";
+import { DeployedState, Plan, PlannedNode, Step, StepKind } from "../../render/plan";
 import { readProjectFile, readStackFile } from "../../render/project";
 import { readScriptSources } from "../../render/scripts";
 import { caCertHash, deriveJoinTokens } from "../../render/secrets";
@@ -59,7 +59,17 @@ export function testStackConfig(stack: string = TEST_STACK, kubernetesMinor?: st
   return resolved.config;
 }
 
-export function renderTestStack(dir: string, ca: ClusterCa, config: ClusterConfig, name = TEST_STACK): TestStack {
+/**
+ * Renders the stack as `npm run render` does; with `deployed` (what the stack's last deployment
+ * left, e.g. an older kubernetesVersion), the plan holds that change (an upgrade's steps).
+ */
+export function renderTestStack(
+  dir: string,
+  ca: ClusterCa,
+  config: ClusterConfig,
+  name = TEST_STACK,
+  deployed: DeployedState = {},
+): TestStack {
   const tokens = deriveJoinTokens(randomBytes(32).toString("hex"));
   // As they are, and as a Secret's data shows them (base64).
   for (const secret of [tokens.bootstrapToken, tokens.bootstrapToken.split(".")[1], tokens.certificateKey]) {
@@ -76,7 +86,7 @@ export function renderTestStack(dir: string, ca: ClusterCa, config: ClusterConfi
     externalIp: TEST_EXTERNAL_IP,
     sshPrivateKey,
   };
-  const { plan, files } = renderAll(config, readScriptSources(), values);
+  const { plan, files } = renderAll(config, readScriptSources(), values, deployed);
   for (const file of files) {
     const target = path.join(dir, file.path);
     fs.mkdirSync(path.dirname(target), { recursive: true, mode: 0o700 });

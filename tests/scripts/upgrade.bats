@@ -38,8 +38,10 @@ case "$1" in
 esac; exit 0'
   stub kubeadm '
 case "$1 $2" in
-  "upgrade plan") [ -f "$STATE/plan-refuses" ] && { echo "[upgrade/versions] FATAL: the upgrade would skip a minor" >&2; exit 1; }; echo "You can now apply the upgrade by executing: kubeadm upgrade apply $3" ;;
-  "upgrade apply") echo "kubernetesVersion: $3" >"$STATE/cluster-config"
+  "upgrade plan") [ -f "$STATE/plan-refuses" ] && { printf "[preflight] Some fatal errors occurred:\n\t[ERROR ControlPlaneNodesReady]: there are NotReady control-planes in the cluster: [c-cp-2]\nerror: [upgrade/health] FATAL: preflight checks failed\n" >&2; exit 1; }; echo "You can now apply the upgrade by executing: kubeadm upgrade apply $3" ;;
+  "upgrade apply") [ -f "$STATE/apply-refuses" ] && { printf "error: error execution phase preflight: the version argument is invalid due to these fatal errors:\n\n\t- Specified version to upgrade to \"%s\" is too high; kubeadm can upgrade only 1 minor version at a time\n" "$3" >&2; exit 1; }
+    [ -f "$STATE/apply-fails" ] && { echo "error: error execution phase control-plane: couldn'"'"'t complete the static pod upgrade: timed out waiting for the condition" >&2; exit 1; }
+    echo "kubernetesVersion: $3" >"$STATE/cluster-config"
     echo "    image: registry.k8s.io/kube-apiserver:$3" >"$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ;;
   "upgrade node") echo "    image: registry.k8s.io/kube-apiserver:'"$K8S_VERSION"'" >"$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ;;
 esac'
@@ -93,13 +95,34 @@ esac; exit 0'
   assert_call_order "^kubectl .*drain c-cp-1" "^systemctl restart kubelet" "^kubectl .*uncordon c-cp-1"
 }
 
+# kubeadm's own messages (seen with the real kubeadm 1.37.2, tests/control-plane/upgrade.test.ts):
+# the plan checks the cluster's health, apply's preflight the version policy.
 @test "kubeadm upgrade plan refusing stops before anything changes on the cluster, with kubeadm's reason" {
   touch "$STATE/plan-refuses"
   run_script upgrade-node.sh
   assert_failure
-  assert_output --partial "FATAL: the upgrade would skip a minor"
-  assert_output --partial "kubeadm upgrade plan refuses v1.37.2"
+  assert_output --partial "[ERROR ControlPlaneNodesReady]: there are NotReady control-planes in the cluster: [c-cp-2]"
+  assert_output --partial "kubeadm upgrade plan refuses v1.37.2 (its reasons above); the cluster is unchanged (only this node's package repositories and kubeadm are at 1.37)"
   [ "$(count_calls '^kubeadm upgrade apply|drain')" -eq 0 ]
+}
+
+@test "kubeadm upgrade apply refusing in its preflight (the version policy) stops with the cluster unchanged" {
+  touch "$STATE/apply-refuses"
+  run_script upgrade-node.sh
+  assert_failure
+  assert_output --partial 'Specified version to upgrade to "v1.37.2" is too high; kubeadm can upgrade only 1 minor version at a time'
+  assert_output --partial "kubeadm upgrade apply refuses v1.37.2 in its preflight checks (its reasons above); the cluster is unchanged"
+  [ "$(count_calls 'drain|install .*kubelet=')" -eq 0 ]
+}
+
+@test "kubeadm upgrade apply failing after its preflight stops the upgrade, to be resumed" {
+  touch "$STATE/apply-fails"
+  run_script upgrade-node.sh
+  assert_failure
+  assert_output --partial "error execution phase control-plane"
+  assert_output --partial "kubeadm upgrade apply v1.37.2 failed (output above); fix the cause and run pulumi up again to resume"
+  refute_output --partial "the cluster is unchanged"
+  [ "$(count_calls 'drain|install .*kubelet=')" -eq 0 ]
 }
 
 @test "a drain blocked by a PodDisruptionBudget stops the upgrade, naming the node and the pods" {
