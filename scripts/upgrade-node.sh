@@ -20,8 +20,8 @@
 # Inputs (staged files): crio.conf (the CRI-O drop-in of the new minor: its pause image).
 #
 # Safe to run again, and resumable: every phase checks whether it is done (package versions, the
-# cluster's kubeadm-config, the local static pod manifests, the Node's kubelet version) and a node
-# already at the new version is left alone.
+# cluster's kubeadm-config, the local static pod manifests, the Node's kubelet version, the running
+# kubelet's binary and health) and a node already at the new version is left alone.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -47,9 +47,19 @@ packages_at_target() {
 node_at_target() { [ "$(node_kubelet_version "$NODE_NAME")" = "$K8S_VERSION" ]; }
 local_api_ready() { curl -ksf --max-time 5 https://127.0.0.1:6443/readyz >/dev/null; }
 kubelet_healthy() { curl -sf --max-time 5 http://127.0.0.1:10248/healthz >/dev/null; }
+# The kubelet runs the installed binary: a run stopped between the package upgrade and the restart
+# leaves the old one running, its executable replaced on disk (the kernel shows it as "(deleted)").
+kubelet_runs_installed() {
+  local pid exe
+  pid="$(systemctl show -p MainPID --value kubelet 2>/dev/null || true)"
+  [ -n "$pid" ] && [ "$pid" != 0 ] || return 1
+  exe="$(readlink "$(root_path "/proc/$pid/exe")" 2>/dev/null)" || return 1
+  [[ "$exe" != *" (deleted)" ]]
+}
 uncordoned() { [ -z "$(kctl get node "$NODE_NAME" -o jsonpath='{.spec.unschedulable}' 2>/dev/null)" ]; }
 
 if packages_at_target && cmp -s "$CRIO_DROP_IN" "$(root_path /etc/crio/crio.conf.d/20-ha-k8s.conf)" &&
+  kubelet_runs_installed && kubelet_healthy &&
   { [ "$control_plane" = false ] || { manifests_at_target && node_at_target && uncordoned; }; }; then
   log "$NODE_NAME already runs Kubernetes $K8S_VERSION; nothing to do"
   exit 0

@@ -27,12 +27,23 @@ case " $* " in
   *" install "*)
     for arg in "$@"; do
       case "$arg" in -*|install) ;; *=*) echo "${arg#*=}" >"$STATE/pkg-${arg%%=*}" ;; *) echo "$K8S_MINOR.0-1.1" >"$STATE/pkg-$arg" ;; esac
+      case "$arg" in kubelet=*) ln -sfn "/usr/bin/kubelet (deleted)" "$HA_K8S_ROOT/proc/$(cat "$STATE/kubelet-pid")/exe" ;; esac
     done ;;
 esac'
-  # kubelet restarted: the Node reports the installed kubelet's version.
+  # kubelet restarted: the Node reports the installed kubelet's version, and a new process (MainPID)
+  # runs the installed binary. Installing the kubelet package replaces the running one's binary.
+  mkdir -p "$HA_K8S_ROOT/proc/4241"
+  ln -s /usr/bin/kubelet "$HA_K8S_ROOT/proc/4241/exe"
+  echo 4241 >"$STATE/kubelet-pid"
   stub systemctl '
 case "$1" in
-  restart) touch "$STATE/active-${!#}"; [ "${!#}" = kubelet ] && echo "v$(cut -d- -f1 "$STATE/pkg-kubelet")" >"$STATE/node-version" ;;
+  show) [ "${!#}" = kubelet ] && cat "$STATE/kubelet-pid" ;;
+  restart) touch "$STATE/active-${!#}"
+    if [ "${!#}" = kubelet ]; then
+      echo "v$(cut -d- -f1 "$STATE/pkg-kubelet")" >"$STATE/node-version"
+      pid=$(( $(cat "$STATE/kubelet-pid") + 1 )); mkdir -p "$HA_K8S_ROOT/proc/$pid"
+      ln -sfn /usr/bin/kubelet "$HA_K8S_ROOT/proc/$pid/exe"; echo "$pid" >"$STATE/kubelet-pid"
+    fi ;;
   start|reload) touch "$STATE/active-${!#}" ;;
   is-active) [ -f "$STATE/active-${!#}" ] ;;
 esac; exit 0'
@@ -56,7 +67,8 @@ case "$*" in
   *"get pods"*) echo "shop/cart-1 " ;;
   *" uncordon "*) rm -f "$STATE/cordoned" ;;
 esac; exit 0'
-  stub curl 'case "$*" in *Release.key*) out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; echo key >"$out" ;; *) echo ok ;; esac'
+  stub curl 'case "$*" in *Release.key*) out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; echo key >"$out" ;;
+  *10248/healthz*) [ ! -f "$STATE/kubelet-unhealthy" ] || exit 22; echo ok ;; *) echo ok ;; esac'
   stub crictl 'case "$1" in ps) echo etcd-id ;; exec) echo "127.0.0.1:2379 is healthy" ;; esac'
 }
 
@@ -146,6 +158,45 @@ esac; exit 0'
   assert_success
   assert_call_order "^kubeadm upgrade node" "^systemctl restart crio" "^systemctl restart kubelet"
   [ "$(count_calls 'drain|uncordon|crictl')" -eq 0 ]
+}
+
+@test "a worker already upgraded: nothing to do; a second run changes nothing" {
+  rm "$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+  export UPGRADE_ACTION=node NODE_ROLE=worker NODE_NAME=c-worker-1
+  run_script upgrade-node.sh
+  assert_success
+  : >"$CALLS"
+  run_script upgrade-node.sh
+  assert_success
+  assert_output --partial "c-worker-1 already runs Kubernetes v1.37.2; nothing to do"
+  [ "$(count_calls '^(apt-get|kubeadm|systemctl restart)')" -eq 0 ]
+}
+
+@test "a worker whose run stopped after the kubelet package, before the restart: the old kubelet still runs, so it is restarted" {
+  rm "$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+  export UPGRADE_ACTION=node NODE_ROLE=worker NODE_NAME=c-worker-1
+  run_script upgrade-node.sh
+  assert_success
+  # The packages are at the target, but the running kubelet's binary was replaced (not restarted).
+  ln -sfn "/usr/bin/kubelet (deleted)" "$HA_K8S_ROOT/proc/$(cat "$STATE/kubelet-pid")/exe"
+  : >"$CALLS"
+  run_script upgrade-node.sh
+  assert_success
+  refute_output --partial "nothing to do"
+  assert_call_order "^systemctl restart kubelet"
+  [ "$(count_calls '^apt-get .* install')" -eq 0 ]
+  # Not running at all, or running but unhealthy: restarted too.
+  echo 0 >"$STATE/kubelet-pid"
+  : >"$CALLS"
+  run_script upgrade-node.sh
+  assert_success
+  assert_call_order "^systemctl restart kubelet"
+  touch "$STATE/kubelet-unhealthy"
+  : >"$CALLS"
+  run_script upgrade-node.sh
+  assert_failure
+  assert_call_order "^systemctl restart kubelet"
+  assert_output --partial "the kubelet on c-worker-1 did not come back"
 }
 
 @test "drain (on a control plane): a worker at the old version is drained; one already upgraded is not" {
