@@ -207,14 +207,26 @@ node_kubelet_version() { kctl get node "$1" -o jsonpath='{.status.nodeInfo.kubel
 
 # drain_node <node> <timeout seconds>: cordons the node and evicts its pods through the Eviction
 # API, so PodDisruptionBudgets are respected (kubectl drain), DaemonSet pods staying. A drain that
-# does not finish in time stops the caller, naming the node and the pods still on it.
+# fails stops the caller with kubectl's reason, naming the node and the pods still on it (neither
+# DaemonSet pods nor the mirror pods of static pods, owned by the Node, which a drain leaves).
 drain_node() {
-  local node="$1" timeout="$2" blocking
+  local node="$1" timeout="$2" output rc=0 reason refusal blocking
   log "draining $node (PodDisruptionBudgets respected; at most ${timeout}s)"
-  if kctl drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout="${timeout}s" >&2; then
+  output="$(mktemp)"
+  kctl drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout="${timeout}s" 2>&1 | tee "$output" >&2 ||
+    rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 0 ]; then
+    rm -f "$output"
     return 0
   fi
-  blocking="$(kctl get pods --all-namespaces --field-selector "spec.nodeName=$node" \
-    -o jsonpath='{range .items[?(@.metadata.ownerReferences[0].kind!="DaemonSet")]}{.metadata.namespace}/{.metadata.name} {end}' 2>/dev/null || true)"
-  die "drain of $node did not finish within ${timeout}s; pods still on it: ${blocking:-unknown} (a PodDisruptionBudget allows no disruption now?); the upgrade stops here, $node stays cordoned; resolve it and run pulumi up again"
+  # kubectl's last error, and the API server's last refusal of an eviction (a PodDisruptionBudget).
+  reason="$(grep -E '^error' "$output" | tail -n 1 || true)"
+  refusal="$(grep -o 'Cannot evict pod.*' "$output" | tail -n 1 || true)"
+  [ -z "$refusal" ] || reason="$reason (the API server: $refusal)"
+  rm -f "$output"
+  blocking="$(kctl get pods --all-namespaces \
+    --field-selector "spec.nodeName=$node,status.phase!=Succeeded,status.phase!=Failed" \
+    -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {.metadata.ownerReferences[*].kind}{"\n"}{end}' \
+    2>/dev/null | awk '$2 != "DaemonSet" && $2 != "Node" { printf "%s%s", sep, $1; sep = " " }' || true)"
+  die "drain of $node failed (at most ${timeout}s): ${reason:-see the kubectl output above}; pods still on it: ${blocking:-none}; the upgrade stops here, $node stays cordoned; let them leave (a PodDisruptionBudget that allows no disruption now, a Pod that no controller manages) and run pulumi up again"
 }

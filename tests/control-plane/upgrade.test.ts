@@ -36,7 +36,7 @@ import { kubernetesVersionChange } from "../../render/upgrade";
 import { SUPPORTED_KUBERNETES, kubernetesRelease } from "../../render/versions";
 import { kubeadmBinary } from "./binaries";
 import { ControlPlane } from "./cluster";
-import { RunResult, runOk } from "./exec";
+import { RunResult, runOk, waitFor } from "./exec";
 import { FakeKubelet, startKubelet } from "./kubelet";
 import { installPackages, installedPackages, runOnMachine, runStep } from "./bundles";
 import { FakeScheduler } from "./scheduler";
@@ -441,6 +441,95 @@ describe("kubeadm's upgrade of the running cluster to the next minor, with the r
       expect(await clusterConfiguration(cp)).toMatch(
         new RegExp(`^kubernetesVersion: v${from.replace(/\./g, "\\.")}$`, "m"),
       );
+    }, 300_000);
+
+    test("a worker's drain that cannot finish stops its upgrade with kubectl's reason and the pods in the way: a Pod no controller manages, then a PodDisruptionBudget that allows no disruption", async () => {
+      const cp = controlPlane();
+      const worker = cp.stack.workers[0].name;
+      // A 10 s drain (the key's minimum is 60 s; a render can be given less) so the PDB case is short.
+      const config = { ...testStackConfig(cp.stack.name, upgrade.config.kubernetesVersion), drainTimeoutSeconds: 10 };
+      const short = renderTestStack(path.join(cp.dir, "render-drain"), cp.ca, config, cp.stack.name, {
+        kubernetesVersion: from,
+      });
+      const step = short.step("upgrade-drain", worker);
+      expect(step.node).not.toBe(worker); // drained from its control plane
+      const apply = async (object: Record<string, unknown>) =>
+        expect((await cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify(object) })).code).toBe(0);
+      const labels = { app: "shop" };
+      try {
+        await apply({
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: { name: "standalone", namespace: "default" },
+          spec: { nodeName: worker, containers: [{ name: "app", image: "registry.k8s.io/pause:3.10.2" }] },
+        });
+        await apply({
+          apiVersion: "apps/v1",
+          kind: "ReplicaSet",
+          metadata: { name: "shop", namespace: "default" },
+          spec: {
+            replicas: 1,
+            selector: { matchLabels: labels },
+            template: {
+              metadata: { labels },
+              spec: {
+                nodeSelector: { "kubernetes.io/hostname": worker },
+                containers: [{ name: "app", image: "registry.k8s.io/pause:3.10.2" }],
+              },
+            },
+          },
+        });
+        await apply({
+          apiVersion: "policy/v1",
+          kind: "PodDisruptionBudget",
+          metadata: { name: "shop", namespace: "default" },
+          spec: { minAvailable: 1, selector: { matchLabels: labels } },
+        });
+        // The disruption controller counts the running replica: no disruption allowed.
+        await waitFor(
+          "the PodDisruptionBudget to count its one healthy pod",
+          async () => {
+            const pdb = await cp.kubectl(["get", "pdb", "shop", "-o", "jsonpath={.status.currentHealthy}"]);
+            return pdb.stdout === "1" || pdb.output;
+          },
+          60_000,
+        );
+        const replica = (
+          await cp.kubectl(["get", "pods", "-l", "app=shop", "-o", "jsonpath={.items[0].metadata.name}"])
+        ).stdout;
+        expect(replica).toMatch(/^shop-/);
+
+        // A Pod without a controller: kubectl drain refuses at once (it would not come back).
+        const unmanaged = await runStep(cp, step, { stack: short });
+        expect(unmanaged.leakedSecret).toBe(false);
+        expect(unmanaged.code).not.toBe(0);
+        expect(unmanaged.output).toContain("cannot delete Pods that declare no controller");
+        expect(unmanaged.output).toMatch(
+          new RegExp(`drain of ${worker} failed \\(at most 10s\\): error: .*declare no controller`),
+        );
+        // The pods in the way, not the DaemonSet's (kube-proxy) that a drain leaves.
+        expect(unmanaged.output).toContain(`pods still on it: default/${replica} default/standalone;`);
+        expect(unmanaged.output).toContain(`${worker} stays cordoned`);
+        expect((await cp.kubectl(["get", "node", worker, "-o", "jsonpath={.spec.unschedulable}"])).stdout).toBe("true");
+
+        // Without it, the budget blocks the eviction until the drain's timeout.
+        expect((await cp.kubectl(["delete", "pod", "standalone", "--grace-period=0", "--force"])).code).toBe(0);
+        const budget = await runStep(cp, step, { stack: short });
+        expect(budget.code).not.toBe(0);
+        expect(budget.output).toContain("Cannot evict pod as it would violate the pod's disruption budget.");
+        expect(budget.output).toMatch(
+          new RegExp(
+            `drain of ${worker} failed \\(at most 10s\\): error when evicting .*global timeout reached: 10s ` +
+              `\\(the API server: Cannot evict pod as it would violate the pod's disruption budget\\.\\)`,
+          ),
+        );
+        expect(budget.output).toContain(`pods still on it: default/${replica};`);
+      } finally {
+        await cp.kubectl(["delete", "pdb", "shop", "--ignore-not-found"]);
+        await cp.kubectl(["delete", "replicaset", "shop", "--ignore-not-found"]);
+        await cp.kubectl(["delete", "pod", "standalone", "--ignore-not-found", "--grace-period=0", "--force"]);
+        await cp.kubectl(["uncordon", worker]);
+      }
     }, 300_000);
   });
 });

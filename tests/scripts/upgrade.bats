@@ -63,8 +63,13 @@ case "$*" in
   *"get configmap kubeadm-config"*) cat "$STATE/cluster-config" ;;
   *"jsonpath={.status.nodeInfo.kubeletVersion}"*) node="$(sed -E "s/.*get node ([^ ]+) .*/\1/" <<<"$*")"; cat "$STATE/node-version-$node" 2>/dev/null || cat "$STATE/node-version" ;;
   *"jsonpath={.spec.unschedulable}"*) [ -f "$STATE/cordoned" ] && echo true ;;
-  *" drain "*) touch "$STATE/cordoned"; [ -f "$STATE/drain-fails" ] && { echo "evicting pod shop/cart-1: Cannot evict pod as it would violate the pod'"'"'s disruption budget." >&2; exit 1; }; exit 0 ;;
-  *"get pods"*) echo "shop/cart-1 " ;;
+  *" drain "*) touch "$STATE/cordoned"; [ -f "$STATE/drain-fails" ] && {
+      # kubectl 1.36'"'"'s own lines (tests/control-plane/upgrade.test.ts shows them with the real one).
+      echo "error when evicting pods/\"cart-1\" -n \"shop\" (will retry after 5s): Cannot evict pod as it would violate the pod'"'"'s disruption budget." >&2
+      echo "error: unable to drain node \"c-cp-1\" due to error: error when evicting pods/\"cart-1\" -n \"shop\": global timeout reached: 600s, continuing command..." >&2
+      echo "error when evicting pods/\"cart-1\" -n \"shop\": global timeout reached: 600s" >&2; exit 1; }; exit 0 ;;
+  # namespace/name and owner kinds, one pod per line: DaemonSet and mirror (Node-owned) pods stay.
+  *"get pods"*) printf "shop/cart-1 ReplicaSet\nkube-system/kube-proxy-x DaemonSet\nkube-system/kube-apiserver-c-cp-1 Node\ndefault/standalone \n" ;;
   *" uncordon "*) rm -f "$STATE/cordoned" ;;
 esac; exit 0'
   stub curl 'case "$*" in *Release.key*) out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; echo key >"$out" ;;
@@ -141,7 +146,7 @@ esac; exit 0'
   touch "$STATE/drain-fails"
   run_script upgrade-node.sh
   assert_failure
-  assert_output --partial "drain of c-cp-1 did not finish within 600s; pods still on it: shop/cart-1"
+  assert_output --partial "drain of c-cp-1 failed (at most 600s): error when evicting pods/\"cart-1\" -n \"shop\": global timeout reached: 600s (the API server: Cannot evict pod as it would violate the pod's disruption budget.); pods still on it: shop/cart-1 default/standalone; the upgrade stops here, c-cp-1 stays cordoned"
   [ "$(count_calls 'install .*kubelet=')" -eq 0 ]
 }
 
