@@ -14,7 +14,9 @@
 #   - Node 24 and the npm dependencies (tools/setup.sh, without the test-only Debian packages);
 #   - the OpenSSH client (every machine's login is checked from here before its first step);
 #   - the --parallel the stack's plan needs (npm run parallel): pulumi's default, 4 x this machine's
-#     CPUs, would make a large cluster's steps queue; a --parallel/-p you pass wins.
+#     CPUs, would make a large cluster's steps queue; a --parallel/-p you pass, or PULUMI_PARALLEL, wins.
+# In CI (CI or GITHUB_ACTIONS set) the local file backend and the random passphrase are refused:
+# they would live on the runner's disk only.
 # Usage, from a script in tools/: . pulumi-env.sh; pulumi_env "$@"
 # Sets STACK (first argument unless it is a flag; default dev) and PULUMI_ARGS (the rest, with
 # --parallel added).
@@ -46,7 +48,14 @@ pulumi_env() {
   has_gcp_credentials ||
     fail "No Google Cloud credentials: run 'gcloud auth application-default login' (or set GOOGLE_APPLICATION_CREDENTIALS to a key file)."
 
+  # In CI (GitHub Actions sets CI and GITHUB_ACTIONS) the runner's disk goes with the job: a local
+  # state or a random passphrase made there would be lost, and the cluster with it. Refuse instead.
+  local in_ci=""
+  case "${CI:-}${GITHUB_ACTIONS:-}" in "" | false | falsefalse) ;; *) in_ci=yes ;; esac
+
   if [ -z "${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then
+    [ -z "$in_ci" ] ||
+      fail "PULUMI_BACKEND_URL is empty in CI: a local state would be lost with the runner; set the repository secret PULUMI_BACKEND_URL (e.g. gs://<bucket>) or log in to Pulumi Cloud (PULUMI_ACCESS_TOKEN)."
     mkdir -p "$REPO/.pulumi-state"
     export PULUMI_BACKEND_URL="file://$REPO/.pulumi-state"
   fi
@@ -56,6 +65,8 @@ pulumi_env() {
   # Self-managed backends keep secrets with a passphrase; Pulumi Cloud does not need one.
   if [[ "$backend" != https://* ]] && [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
     passphrase_file="$REPO/.pulumi-passphrase"
+    [ -z "$in_ci" ] || [ -s "$passphrase_file" ] ||
+      fail "PULUMI_CONFIG_PASSPHRASE is empty in CI: a random passphrase made here would be lost with the runner, and the stack's secrets with it; set the repository secret PULUMI_CONFIG_PASSPHRASE."
     if [ ! -s "$passphrase_file" ]; then
       (umask 077 && head -c 32 /dev/urandom | base64 >"$passphrase_file")
       printf 'ha-k8s: created %s (0600): it encrypts this stack'"'"'s secrets; keep it with the state\n' "$passphrase_file" >&2
@@ -91,6 +102,11 @@ pulumi_env() {
   for arg in "${PULUMI_ARGS[@]}"; do
     case "$arg" in -p | -p* | --parallel | --parallel=*) return 0 ;; esac
   done
+  # PULUMI_PARALLEL is pulumi's own default for --parallel (pkg/cmd/pulumi/operations/up.go): yours wins too.
+  if [ -n "${PULUMI_PARALLEL:-}" ]; then
+    printf 'ha-k8s: pulumi runs up to %s operations at once (PULUMI_PARALLEL)\n' "$PULUMI_PARALLEL" >&2
+    return 0
+  fi
   parallel="$(npm run --silent parallel -- --stack "$STACK")" ||
     fail "Cannot work out the parallelism stack $STACK needs (npm run parallel -- --stack $STACK says why)."
   printf 'ha-k8s: pulumi runs up to %s operations at once (--parallel %s, from the plan)\n' "$parallel" "$parallel" >&2

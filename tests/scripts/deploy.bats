@@ -9,7 +9,10 @@ setup() {
   export HOME="$MACHINE_DIR/home" CLOUDSDK_CONFIG="$MACHINE_DIR/home/gcloud"
   mkdir -p "$STATE" "$STUBS" "$HOME"
   : >"$CALLS"
-  unset PULUMI_BACKEND_URL PULUMI_CONFIG_PASSPHRASE PULUMI_CONFIG_PASSPHRASE_FILE GOOGLE_CREDENTIALS GOOGLE_APPLICATION_CREDENTIALS
+  unset PULUMI_BACKEND_URL PULUMI_CONFIG_PASSPHRASE PULUMI_CONFIG_PASSPHRASE_FILE GOOGLE_CREDENTIALS GOOGLE_APPLICATION_CREDENTIALS \
+    PULUMI_PARALLEL GOOGLE_PROJECT GOOGLE_CLOUD_PROJECT GCLOUD_PROJECT CLOUDSDK_CORE_PROJECT
+  # A laptop, not CI (this suite itself runs in CI): the CI tests set these themselves.
+  unset CI GITHUB_ACTIONS
   PROJECT_COPY="$MACHINE_DIR/project"
   mkdir -p "$PROJECT_COPY/tools" "$PROJECT_COPY/scripts"
   cp "$REPO/tools/deploy.sh" "$REPO/tools/destroy.sh" "$REPO/tools/pulumi-env.sh" "$REPO/tools/state-commands.js" \
@@ -108,6 +111,47 @@ deploy() { run bash "$PROJECT_COPY/tools/deploy.sh" "$@"; }
   assert_success
   assert_call_order "^pulumi up --stack dev --parallel 32 --yes"
   [ "$(count_calls '^npm run')" -eq 0 ]
+}
+
+@test "PULUMI_PARALLEL of your own wins over the plan's too (pulumi reads it as --parallel's default)" {
+  PULUMI_PARALLEL=12 deploy dev --yes
+  assert_success
+  assert_call_order "^pulumi up --stack dev --yes"
+  [ "$(count_calls ' --parallel')" -eq 0 ]
+  [ "$(count_calls '^npm run')" -eq 0 ]
+  assert_output --partial "up to 12 operations at once (PULUMI_PARALLEL)"
+}
+
+@test "in CI without PULUMI_BACKEND_URL: one line, no local state made on the runner, nothing deployed" {
+  GITHUB_ACTIONS=true CI=true deploy dev --yes
+  assert_failure
+  assert_equal "${#lines[@]}" 1
+  assert_output --partial "PULUMI_BACKEND_URL is empty in CI"
+  assert_output --partial "set the repository secret PULUMI_BACKEND_URL"
+  [ ! -e "$PROJECT_COPY/.pulumi-state" ]
+  [ "$(count_calls '^pulumi (up|stack init)')" -eq 0 ]
+}
+
+@test "in CI without PULUMI_CONFIG_PASSPHRASE: one line, no random passphrase made on the runner, nothing deployed" {
+  CI=true PULUMI_BACKEND_URL=gs://team-state deploy dev --yes
+  assert_failure
+  assert_output --partial "ha-k8s: backend gs://team-state, stack dev"
+  assert_output --partial "PULUMI_CONFIG_PASSPHRASE is empty in CI"
+  [ ! -e "$PROJECT_COPY/.pulumi-passphrase" ]
+  [ "$(count_calls '^pulumi (up|stack init)')" -eq 0 ]
+}
+
+@test "in CI with both, or logged in to Pulumi Cloud: deploys" {
+  CI=true PULUMI_BACKEND_URL=gs://team-state PULUMI_CONFIG_PASSPHRASE=secret deploy dev --yes
+  assert_success
+  touch "$STATE/logged-in"
+  CI=true deploy dev --yes
+  assert_success
+  [ "$(count_calls '^pulumi up')" -eq 2 ]
+  # CI=false is not CI.
+  rm "$STATE/logged-in"
+  CI=false deploy dev --yes
+  assert_success
 }
 
 @test "without the OpenSSH client: one line saying how to install it, nothing deployed" {
