@@ -67,11 +67,19 @@ if ! command -v curl >/dev/null 2>&1 || ! command -v gpg >/dev/null 2>&1; then
 fi
 
 # --- which Kubernetes ----------------------------------------------------------------------------
-# The minor the cluster reports, or nothing when no cluster answers (yet).
+# The minor the cluster reports, or nothing when no cluster answers (yet). Asked three times, a
+# little apart: a running cluster whose load balancer blinks (a reload, a restarted API server) must
+# not make a new machine fall back to the creation minor. On a first deployment nothing listens
+# yet, which fails fast (refused, or HAProxy without a server), so this costs seconds there.
 cluster_minor() {
-  local answer
-  answer="$(curl -ksf --connect-timeout 3 --max-time 5 "https://$API_ENDPOINT/version" 2>/dev/null)" || return 0
-  sed -n 's/.*"gitVersion": *"v\([0-9]*\.[0-9]*\)\..*/\1/p' <<<"$answer" | head -n 1
+  local answer attempt
+  for attempt in 1 2 3; do
+    if answer="$(curl -ksf --connect-timeout 3 --max-time 5 "https://$API_ENDPOINT/version" 2>/dev/null)"; then
+      sed -n 's/.*"gitVersion": *"v\([0-9]*\.[0-9]*\)\..*/\1/p' <<<"$answer" | head -n 1
+      return 0
+    fi
+    [ "$attempt" -eq 3 ] || sleep "$((HA_K8S_SLEEP < 2 ? HA_K8S_SLEEP : 2))"
+  done
 }
 crio_changed=false
 if [ -f "$(root_path /etc/kubernetes/kubelet.conf)" ]; then
@@ -84,7 +92,7 @@ else
     log "the cluster at $API_ENDPOINT runs Kubernetes $minor: this machine gets the same"
   else
     minor="$K8S_DEFAULT_MINOR"
-    log "no cluster answers at $API_ENDPOINT yet: this machine gets Kubernetes $minor, the version the cluster is created with"
+    log "no cluster answers at $API_ENDPOINT yet (asked 3 times): this machine gets Kubernetes $minor, the version the cluster is created with"
   fi
   release="$(awk -v m="$minor" '$1 == m' <<<"$K8S_RELEASES")"
   [ -n "$release" ] ||

@@ -147,6 +147,28 @@ esac; exit 0'
   grep -q 'pause:3.10.1' "$HA_K8S_ROOT/etc/crio/crio.conf.d/20-ha-k8s.conf"
 }
 
+@test "a running cluster whose load balancer fails the first two asks is still the version this machine gets" {
+  stub curl '
+case "$*" in
+  *"/version"*) n=$(( $(cat "$STATE/asked" 2>/dev/null || echo 0) + 1 )); echo "$n" >"$STATE/asked"
+    [ "$n" -ge 3 ] || exit 35
+    echo "{\"gitVersion\": \"v1.35.4\"}" ;;
+  *) out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; [ -n "$out" ] && echo key >"$out" ;;
+esac; exit 0'
+  run_script prepare-node.sh
+  assert_success
+  assert_equal "$(count_calls '^curl .*/version')" 3
+  assert_output --partial "runs Kubernetes 1.35: this machine gets the same"
+}
+
+@test "no cluster yet (first deployment): asked 3 times, then the version the cluster is created with" {
+  stub curl 'case "$*" in *"/version"*) exit 7 ;; *) out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; [ -n "$out" ] && echo key >"$out" ;; esac; exit 0'
+  run_script prepare-node.sh
+  assert_success
+  assert_equal "$(count_calls '^curl .*/version')" 3
+  assert_output --partial "no cluster answers at 10.10.0.2:6443 yet (asked 3 times): this machine gets Kubernetes 1.36"
+}
+
 @test "a cluster on a minor this version does not support stops the preparation, saying so" {
   stub curl 'case "$*" in *"/version"*) echo "{\"gitVersion\": \"v1.31.0\"}" ;; esac; exit 0'
   run_script prepare-node.sh
