@@ -5,6 +5,7 @@
 
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigValues, mockResponse, stackConfig, unwrapSecrets } from "./mocks";
+import type { KubernetesRelease } from "../../render/versions";
 
 export interface RecordedResource {
   readonly type: string;
@@ -53,7 +54,12 @@ process.env.HA_K8S_FULL_STACK_TRACES = "1";
 
 export async function runProgram(
   values: ConfigValues = {},
-  options: { preview?: boolean; previousOutputs?: Record<string, unknown> } = {},
+  options: {
+    preview?: boolean;
+    previousOutputs?: Record<string, unknown>;
+    /** Pins of render/versions.ts as another release of this program would have them. */
+    pins?: Record<string, Partial<KubernetesRelease>>;
+  } = {},
 ): Promise<ProgramRun> {
   const config = stackConfig(values);
   const recorded = new Map<string, RecordedResource>();
@@ -132,6 +138,11 @@ export async function runProgram(
         warnings.push(message);
       });
       try {
+        // This run's own module registry (jestIsolated): the change stays in it.
+        const versions = await import("../../render/versions");
+        for (const [minor, pin] of Object.entries(options.pins ?? {})) {
+          Object.assign(versions.SUPPORTED_KUBERNETES[minor], pin);
+        }
         const program: Record<string, unknown> = await (await import("../../index")).default();
         const outputs: Record<string, unknown> = {};
         const secretOutputs: string[] = [];

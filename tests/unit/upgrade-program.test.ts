@@ -126,3 +126,25 @@ test.each([
   expect(failure.message).toMatch(message);
   expect(failure.registered).toEqual([]);
 });
+
+test("a release of this program that bumps a pinned patch: the upgrade's steps, the preparations re-run (joined machines keep their packages), init and the join credentials untouched", async () => {
+  // The same stack and config; only render/versions.ts moved 1.35 to a newer patch.
+  const bumped = await runProgram(
+    { ...base, kubernetesVersion: "1.35" },
+    { ...deployedAt(pin("1.35")), pins: { "1.35": { patch: "1.35.99", debVersion: "1.35.99-1.1" } } },
+  );
+  const s = summary(diffRuns(running, bumped));
+  // A patch bump is an upgrade (issue 14): to the new pin.
+  expect(s.create).toEqual(upgradeSteps);
+  expect(bumped.byName("c-cp-1-upgrade").inputs.stdin).toContain("K8S_VERSION='v1.35.99'");
+  // The preparations carry the table of pins (a new machine installs what the cluster runs), so they
+  // run again; prepare-node.sh leaves a machine that has joined as it is (prepare-node.bats).
+  const prepares = [1, 2, 3].map((i) => `c-cp-${i}-prepare`).concat(["c-worker-1-prepare", "c-worker-2-prepare"]);
+  expect(s.update.filter((n) => n.endsWith("-prepare")).sort()).toEqual(prepares.sort());
+  expect(s.update.filter((n) => !n.endsWith("-prepare"))).toEqual(["cluster-snapshot"]);
+  expect([s.replace, s.delete]).toEqual([[], []]);
+  // kubeadm init and the join credentials follow the version the cluster was created with.
+  expect(s.same).toEqual(
+    expect.arrayContaining(["c-cp-1-init", "workers-credentials", "c-cp-2-join", "c-worker-1-join"]),
+  );
+});
