@@ -2,6 +2,7 @@
 // failure; elsewhere the suite is skipped loudly, naming what to install.
 
 import { spawnSync } from "child_process";
+import * as net from "net";
 
 function findTool(name: string): string | undefined {
   const result = spawnSync("bash", ["-c", `command -v ${name}`], { encoding: "utf8" });
@@ -16,4 +17,18 @@ export function requireTool(name: string, debianPackage: string): string | undef
   if (process.env.CI) throw new Error(`${message}; CI must run this suite`);
   console.warn(`SKIPPING: ${message}`);
   return undefined;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A TCP port free on 127.0.0.1 right now (the kernel's pick). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
 }

@@ -51,15 +51,8 @@ if built; then # built by a concurrent run while we waited
   exit 0
 fi
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
 log "building etcd, etcdctl and etcdutl v$version from go.etcd.io/etcd (first use; a few minutes, then cached in $cache)"
-cd "$work"
-cat >go.mod <<EOF
-module ha-k8s.local/etcd-build
-
-go 1.26
-EOF
+enter_build_module ha-k8s.local/etcd-build
 cat >tools.go <<'EOF'
 //go:build tools
 

@@ -6,6 +6,9 @@
 #                         with one line saying what needs Go when there is none
 #   hold_lock <file>      waits for, then holds until the script exits, an exclusive lock: two runs
 #                         build a tool once
+#   enter_build_module <module>
+#                         makes a temporary Go module of that name (go.mod only; removed when the
+#                         script exits), sets work to it and enters it
 # shellcheck shell=bash
 
 HA_K8S_CACHE="${HA_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha-k8s}"
@@ -22,4 +25,11 @@ hold_lock() {
   mkdir -p "$(dirname "$1")"
   exec 9>"$1"
   flock 9
+}
+
+enter_build_module() {
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  cd "$work" || exit 1
+  printf 'module %s\n\ngo 1.26\n' "$1" >go.mod
 }

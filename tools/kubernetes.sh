@@ -68,15 +68,8 @@ if [ "${#to_build[@]}" -eq 0 ]; then
   exit 0
 fi
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
 log "building ${to_build[*]} v$version from k8s.io/kubernetes (first use; a few minutes each, then cached under $cache_root)"
-cd "$work"
-cat >go.mod <<EOF
-module ha-k8s.local/kubernetes-build
-
-go 1.26
-EOF
+enter_build_module ha-k8s.local/kubernetes-build
 export GOFLAGS=-mod=mod
 go mod download "k8s.io/kubernetes@v$version"
 upstream_mod="$(go env GOMODCACHE)/k8s.io/kubernetes@v$version/go.mod"

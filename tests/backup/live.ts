@@ -11,19 +11,9 @@ import * as net from "net";
 import * as path from "path";
 import { ETCDUTL_PATH } from "../../render/backup";
 import { PROJECT_DIR } from "../../render/project";
+import { freePort, sleep } from "../tools";
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
+export { freePort, sleep };
 
 export async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 20000) {
   const started = Date.now();

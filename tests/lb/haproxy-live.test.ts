@@ -7,29 +7,16 @@ import { ChildProcess, execFileSync, spawn } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
 import * as https from "https";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { ApiServer, renderHaproxyConfig } from "../../render/haproxy";
-import { requireTool } from "../tools";
+import { freePort, requireTool, sleep } from "../tools";
 
 const haproxyBinary = requireTool("haproxy", "haproxy");
 const opensslBinary = requireTool("openssl", "openssl");
 const live = haproxyBinary && opensslBinary ? describe : describe.skip;
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const figures: [string, string][] = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
 
 async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs: number): Promise<number> {
   const started = Date.now();
