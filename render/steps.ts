@@ -120,6 +120,7 @@ function renderDeleteCommand(
           MEMBER_ROLE: subject.role,
           MEMBER_IP: subject.internalIp,
           KUBECONFIG_PATH: ADMIN_KUBECONFIG,
+          DELETE_BUDGET_SECONDS: String(DELETE_TIMEOUT_SECONDS),
         }
       : { NODE_NAME: subject.name };
   const bundle = renderBundle({ stepId: step.id, script, env, stage: "temporary" }, sources);

@@ -210,7 +210,7 @@ node_kubelet_version() { kctl get node "$1" -o jsonpath='{.status.nodeInfo.kubel
 # fails stops the caller with kubectl's reason, naming the node and the pods still on it (neither
 # DaemonSet pods nor the mirror pods of static pods, owned by the Node, which a drain leaves).
 drain_node() {
-  local node="$1" timeout="$2" output rc=0 reason refusal blocking
+  local node="$1" timeout="$2" output rc=0 reason refusal pods blocking
   log "draining $node (PodDisruptionBudgets respected; at most ${timeout}s)"
   output="$(mktemp)"
   kctl drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout="${timeout}s" 2>&1 | tee "$output" >&2 ||
@@ -224,9 +224,15 @@ drain_node() {
   refusal="$(grep -o 'Cannot evict pod.*' "$output" | tail -n 1 || true)"
   [ -z "$refusal" ] || reason="$reason (the API server: $refusal)"
   rm -f "$output"
-  blocking="$(kctl get pods --all-namespaces \
+  # Each pod with the kind of its controller (none for a Pod that no controller manages).
+  if pods="$(kctl get pods --all-namespaces \
     --field-selector "spec.nodeName=$node,status.phase!=Succeeded,status.phase!=Failed" \
-    -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {.metadata.ownerReferences[*].kind}{"\n"}{end}' \
-    2>/dev/null | awk '$2 != "DaemonSet" && $2 != "Node" { printf "%s%s", sep, $1; sep = " " }' || true)"
-  die "drain of $node failed (at most ${timeout}s): ${reason:-see the kubectl output above}; pods still on it: ${blocking:-none}; the upgrade stops here, $node stays cordoned; let them leave (a PodDisruptionBudget that allows no disruption now, a Pod that no controller manages) and run pulumi up again"
+    -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {.metadata.ownerReferences[?(@.controller==true)].kind}{"\n"}{end}' \
+    2>/dev/null)"; then
+    blocking="$(awk '$2 != "DaemonSet" && $2 != "Node" { printf "%s%s", sep, $1; sep = " " }' <<<"$pods")"
+    blocking="${blocking:-none}"
+  else
+    blocking="unknown (the API did not list them)"
+  fi
+  die "drain of $node failed (at most ${timeout}s): ${reason:-see the kubectl output above}; pods still on it: $blocking; the upgrade stops here, $node stays cordoned; let them leave (a PodDisruptionBudget that allows no disruption now, a Pod that no controller manages) and run pulumi up again"
 }

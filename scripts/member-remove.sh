@@ -4,7 +4,10 @@
 # Runs before the node's own `kubeadm reset` and before its VM is deleted: on the first control plane
 # for control planes, on the control plane a worker was assigned to (round-robin) for workers.
 #
-# Inputs (environment): MEMBER_NODE, MEMBER_ROLE (control-plane|worker), MEMBER_IP, KUBECONFIG_PATH.
+# Inputs (environment): MEMBER_NODE, MEMBER_ROLE (control-plane|worker), MEMBER_IP, KUBECONFIG_PATH;
+#   DELETE_BUDGET_SECONDS (the delete command's `timeout`, DELETE_TIMEOUT_SECONDS in render/steps.ts;
+#   default 300): the drain gets what is left after the etcd removal's share, so a refusal is always
+#   reported (exit 75) before that timeout would kill the script (exit 124: "continuing teardown").
 #
 # Best effort and bounded: it succeeds, doing what it still can, when the node, its etcd member or
 # the whole API is already gone, so `pulumi destroy` and scale-downs are never held hostage. One
@@ -17,16 +20,28 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 require_env MEMBER_NODE MEMBER_ROLE MEMBER_IP KUBECONFIG_PATH
+DELETE_BUDGET_SECONDS="${DELETE_BUDGET_SECONDS:-300}"
+# Worst cases: the etcd removal (member list, four attempts of up to 10 s, 30 s between them) and
+# the Node deletion at the end (two API calls of up to 20 s).
+etcd_share=0
+[ "$MEMBER_ROLE" != control-plane ] || etcd_share=90
+final_share=40
 
 if ! kctl get --raw /readyz >/dev/null 2>&1; then
   warn "the API does not answer; skipping drain and Node deletion of $MEMBER_NODE"
 else
   if kctl get node "$MEMBER_NODE" >/dev/null 2>&1; then
-    log "draining $MEMBER_NODE (bounded to 120 s)"
     kctl cordon "$MEMBER_NODE" >&2 || warn "cordon failed"
-    timeout 150 kubectl --kubeconfig "$(root_path "$KUBECONFIG_PATH")" drain "$MEMBER_NODE" \
-      --ignore-daemonsets --delete-emptydir-data --force --timeout=120s >&2 ||
-      warn "drain did not complete; continuing"
+    drain_for=$((DELETE_BUDGET_SECONDS - SECONDS - etcd_share - final_share - 10))
+    [ "$drain_for" -le 120 ] || drain_for=120
+    if [ "$drain_for" -lt 10 ]; then
+      warn "no time left to drain $MEMBER_NODE (the API was slow); continuing"
+    else
+      log "draining $MEMBER_NODE (bounded to $drain_for s)"
+      timeout "$((drain_for + 10))" kubectl --kubeconfig "$(root_path "$KUBECONFIG_PATH")" drain "$MEMBER_NODE" \
+        --ignore-daemonsets --delete-emptydir-data --force --timeout="${drain_for}s" >&2 ||
+        warn "drain did not complete; continuing"
+    fi
   else
     log "node $MEMBER_NODE is not in the cluster; nothing to drain"
   fi
@@ -40,10 +55,13 @@ refused_for_quorum=""
 # shellcheck disable=SC2317 # called through retry
 remove_member() {
   local out rc=0
+  refused_for_quorum=""
   out="$(etcdctl_local member remove "$1" 2>&1)" || rc=$?
   printf '%s\n' "$out" >&2
   case "$out" in
     *"unhealthy cluster"* | *"not enough started members"*) refused_for_quorum=yes ;;
+    # An earlier attempt went through after all (its answer was lost): done.
+    *"member not found"*) return 0 ;;
   esac
   return "$rc"
 }

@@ -59,7 +59,7 @@ kubelet_runs_installed() {
 uncordoned() { [ -z "$(kctl get node "$NODE_NAME" -o jsonpath='{.spec.unschedulable}' 2>/dev/null)" ]; }
 
 if packages_at_target && cmp -s "$CRIO_DROP_IN" "$(root_path /etc/crio/crio.conf.d/20-ha-k8s.conf)" &&
-  kubelet_runs_installed && kubelet_healthy &&
+  kubelet_runs_installed && wait_until 6 "the kubelet on $NODE_NAME to answer its health check" kubelet_healthy &&
   { [ "$control_plane" = false ] || { manifests_at_target && node_at_target && uncordoned; }; }; then
   log "$NODE_NAME already runs Kubernetes $K8S_VERSION; nothing to do"
   exit 0

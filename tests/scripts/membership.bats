@@ -81,6 +81,37 @@ setup() {
   assert_call_order "member remove 91bc3c398fb3c146" "delete node c-cp-2"
 }
 
+@test "remove: the drain gets what the delete command's timeout leaves after etcd's share, so a refusal beats that timeout" {
+  # The node's drain hangs (kubectl ignoring its --timeout), etcd refuses: under the delete
+  # command's own timeout (here 150 s) the script still ends with its refusal (75), not 124.
+  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; *" drain "*) exec sleep 1000 ;; esac; exit 0'
+  stub crictl 'case "$1" in ps) echo etcd-id ;; exec) case "$*" in *"member list"*) echo "$MEMBERS" ;; *"member remove"*) echo "Error: etcdserver: unhealthy cluster" >&2; exit 1 ;; esac ;; esac'
+  export DELETE_BUDGET_SECONDS=150
+  run timeout 150 bash "$SCRIPTS/member-remove.sh"
+  assert_equal "$status" 75
+  assert_call_order "^kubectl .*drain c-cp-2 .*--timeout=10s" "member remove 91bc3c398fb3c146"
+  assert_output --partial "drain did not complete; continuing"
+  # A worker has no etcd share; less than 10 s left is no drain at all.
+  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; esac; exit 0'
+  : >"$CALLS"
+  DELETE_BUDGET_SECONDS=150 MEMBER_ROLE=worker MEMBER_NODE=c-worker-2 run_script member-remove.sh
+  assert_call_order "^kubectl .*drain c-worker-2 .*--timeout=100s"
+  : >"$CALLS"
+  DELETE_BUDGET_SECONDS=140 run_script member-remove.sh
+  assert_output --partial "no time left to drain c-cp-2"
+  [ "$(count_calls ' drain ')" -eq 0 ]
+}
+
+@test "remove: an attempt whose answer was lost went through: the next one's 'member not found' is success" {
+  stub crictl 'case "$1" in ps) echo etcd-id ;; exec) case "$*" in *"member list"*) echo "$MEMBERS" ;; *"member remove"*)
+    if [ -f "$STATE/removed" ]; then echo "Error: etcdserver: member not found" >&2; else touch "$STATE/removed"; echo "Error: context deadline exceeded" >&2; fi; exit 1 ;; esac ;; esac'
+  run_script member-remove.sh
+  assert_success
+  [ "$(count_calls 'member remove 91bc3c398fb3c146')" -eq 2 ]
+  assert_call_order "member remove" "delete node c-cp-2"
+  refute_output --partial "member removal failed"
+}
+
 @test "remove: etcd refusing the removal for quorum is retried, then a refusal naming the member fails it (75), keeping the Node" {
   stub crictl 'case "$1" in ps) echo etcd-id ;; exec) case "$*" in *"member list"*) echo "$MEMBERS" ;; *"member remove"*) echo "Error: etcdserver: unhealthy cluster" >&2; exit 1 ;; esac ;; esac'
   run_script member-remove.sh
