@@ -6,4 +6,4 @@ set -euo pipefail
 # shellcheck source=tools/pulumi-env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/pulumi-env.sh"
 pulumi_env "$@"
-exec pulumi up --stack "$STACK" "${PULUMI_ARGS[@]}"
+exec pulumi up --stack "$STACK" "${PULUMI_ARGS[@]+"${PULUMI_ARGS[@]}"}"

@@ -19,24 +19,33 @@ trap 'rm -rf "$work"' EXIT
 
 whole_stack=yes
 confirmed=""
-for arg in "${PULUMI_ARGS[@]}"; do
+case "${PULUMI_SKIP_CONFIRMATIONS:-}" in 1 | true | TRUE | True) confirmed=yes ;; esac
+for arg in "${PULUMI_ARGS[@]+"${PULUMI_ARGS[@]}"}"; do
   case "$arg" in
     -t | -t* | --target | --target=* | --exclude | --exclude=*) whole_stack="" ;;
-    -y | --yes | --skip-preview) confirmed=yes ;;
+    -y | -f | -yf | -fy | --yes | --skip-preview) confirmed=yes ;;
   esac
 done
 # pulumi's errors, read for etcd's refusals. pulumi asks for confirmation only on a terminal, so
 # an interactive destroy without --yes keeps it and is not read.
 destroy() {
   if [ -t 1 ] && [ -z "$confirmed" ]; then
-    pulumi destroy --stack "$STACK" "${PULUMI_ARGS[@]}"
+    pulumi destroy --stack "$STACK" "${PULUMI_ARGS[@]+"${PULUMI_ARGS[@]}"}"
     return
   fi
-  pulumi destroy --stack "$STACK" "${PULUMI_ARGS[@]}" 2>&1 | tee "$work/destroy.log"
+  pulumi destroy --stack "$STACK" "${PULUMI_ARGS[@]+"${PULUMI_ARGS[@]}"}" 2>&1 | tee "$work/destroy.log"
   return "${PIPESTATUS[0]}"
 }
 
-if destroy; then exit 0; fi
+rc=0
+destroy || rc=$?
+[ "$rc" -ne 0 ] || exit 0
+# Without --yes the destroy may not even have started (a declined prompt; pulumi refuses to run
+# without a terminal): the state is never edited behind a question nobody answered.
+if [ -z "$confirmed" ]; then
+  echo "ha-k8s: the destroy did not finish; the state of stack $STACK is kept. If machines are gone or etcd refused a control plane's removal (REFUSED above), run npm run destroy -- $STACK --yes: it drops exactly the commands that cannot finish, then destroys again." >&2
+  exit "$rc"
+fi
 
 echo "ha-k8s: destroy did not finish; checking which machines the remaining remote commands cannot reach" >&2
 # The state with secrets shown (the commands' connections are secret), only inside $work (0700).
@@ -62,7 +71,7 @@ if [ -s "$work/ssh-key" ]; then
   # Every machine behind a jump host is unreachable when the jump host is: check it alone first.
   cut -f3,4 "$work/commands.tsv" | sort -u | while IFS=$'\t' read -r jump user; do
     [ "$jump" != - ] || continue
-    check_login "$jump" "" "$user" "$(verdict_file "$jump via ")"
+    check_login "$jump" "" "$user" "$(verdict_file "$jump via ")" </dev/null
   done
   # Then the machines, a few at a time (each check is one SSH connection, bounded).
   running=0
@@ -75,7 +84,7 @@ if [ -s "$work/ssh-key" ]; then
       echo unreachable >"$(verdict_file "$host via $jump")"
       continue
     fi
-    check_login "$host" "$jump" "$user" "$(verdict_file "$host via $jump")" &
+    check_login "$host" "$jump" "$user" "$(verdict_file "$host via $jump")" </dev/null &
     running=$((running + 1))
     if [ "$running" -ge "${HA_K8S_LOGIN_CHECKS:-16}" ]; then
       wait -n || true
@@ -114,14 +123,13 @@ while IFS=$'\t' read -r urn host jump user; do
 done <"$work/commands.tsv"
 
 if [ "${#drop[@]}" -eq 0 ]; then
-  hint=""
-  if [ -t 1 ] && [ -z "$confirmed" ]; then
-    hint=" If etcd refused a control plane's removal (REFUSED above) while you destroy the whole cluster, run npm run destroy -- $STACK --yes: it drops such removals."
-  fi
-  fail "ha-k8s: the destroy failed for a reason other than unreachable machines (see pulumi's errors above); nothing was dropped and the state of stack $STACK is kept. Fix the cause and run npm run destroy again.$hint"
+  fail "ha-k8s: the destroy failed for a reason other than unreachable machines (see pulumi's errors above); nothing was dropped and the state of stack $STACK is kept. Fix the cause and run npm run destroy again."
 fi
 for urn in "${drop[@]}"; do
   pulumi state delete --stack "$STACK" --yes --target-dependents "$urn" >/dev/null 2>&1 ||
     echo "ha-k8s: $urn is no longer in the state (dropped with a command it depends on)" >&2
 done
-exec pulumi destroy --stack "$STACK" "${PULUMI_ARGS[@]}"
+# Not exec: the EXIT trap must remove $work (the exported state and the SSH key).
+rc=0
+destroy || rc=$?
+exit "$rc"

@@ -18,8 +18,8 @@
 # In CI (CI or GITHUB_ACTIONS set) the local file backend and the random passphrase are refused:
 # they would live on the runner's disk only.
 # Usage, from a script in tools/: . pulumi-env.sh; pulumi_env "$@"
-# Sets STACK (first argument unless it is a flag; default dev) and PULUMI_ARGS (the rest, with
-# --parallel added).
+# Sets STACK (first argument unless it is a flag, or --stack/-s; default dev) and PULUMI_ARGS (the
+# rest, with --parallel added).
 
 fail() {
   printf '%s\n' "$*" >&2
@@ -33,8 +33,25 @@ pulumi_env() {
     STACK="$1"
     shift
   fi
-  # shellcheck disable=SC2034 # read by the scripts that source this file
-  PULUMI_ARGS=("$@")
+  # A --stack/-s among the flags names the stack too (taken out: the scripts pass --stack themselves).
+  PULUMI_ARGS=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      -s | --stack)
+        [ $# -ge 2 ] || fail "$1 needs a stack name."
+        STACK="$2"
+        shift 2
+        ;;
+      --stack=*)
+        STACK="${1#--stack=}"
+        shift
+        ;;
+      *)
+        PULUMI_ARGS+=("$1")
+        shift
+        ;;
+    esac
+  done
 
   command -v pulumi >/dev/null 2>&1 ||
     fail "The Pulumi CLI is not installed: install it with 'curl -fsSL https://get.pulumi.com | sh' (https://www.pulumi.com/docs/install/), then run this again."
@@ -50,8 +67,10 @@ pulumi_env() {
 
   # In CI (GitHub Actions sets CI and GITHUB_ACTIONS) the runner's disk goes with the job: a local
   # state or a random passphrase made there would be lost, and the cluster with it. Refuse instead.
-  local in_ci=""
-  case "${CI:-}${GITHUB_ACTIONS:-}" in "" | false | falsefalse) ;; *) in_ci=yes ;; esac
+  local in_ci="" flag
+  for flag in "${CI:-}" "${GITHUB_ACTIONS:-}"; do
+    case "$flag" in "" | 0 | false | False | FALSE | no) ;; *) in_ci=yes ;; esac
+  done
 
   if [ -z "${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then
     [ -z "$in_ci" ] ||
@@ -62,8 +81,15 @@ pulumi_env() {
   backend="${PULUMI_BACKEND_URL:-$(pulumi whoami --verbose 2>/dev/null | sed -n 's/^Backend URL: //p')}"
   printf 'ha-k8s: backend %s, stack %s\n' "${backend:-(logged in)}" "$STACK" >&2
 
-  # Self-managed backends keep secrets with a passphrase; Pulumi Cloud does not need one.
-  if [[ "$backend" != https://* ]] && [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+  # Self-managed backends keep secrets with a passphrase unless the stack names another secrets
+  # provider (secretsprovider: gcpkms://... in its Pulumi.<stack>.yaml); Pulumi Cloud needs none. An
+  # empty passphrase that is set is a passphrase too.
+  local provider=""
+  if [ -f "$REPO/Pulumi.$STACK.yaml" ]; then
+    provider="$(sed -n 's/^secretsprovider:[[:space:]]*//p' "$REPO/Pulumi.$STACK.yaml" | tr -d "\"'")"
+  fi
+  if [[ "$backend" != https://* ]] && [[ -z "$provider" || "$provider" == passphrase* ]] &&
+    [ -z "${PULUMI_CONFIG_PASSPHRASE+set}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
     passphrase_file="$REPO/.pulumi-passphrase"
     [ -z "$in_ci" ] || [ -s "$passphrase_file" ] ||
       fail "PULUMI_CONFIG_PASSPHRASE is empty in CI: a random passphrase made here would be lost with the runner, and the stack's secrets with it; set the repository secret PULUMI_CONFIG_PASSPHRASE."
@@ -99,7 +125,7 @@ pulumi_env() {
     fail "The OpenSSH client (ssh) is not installed: install it (Debian/Ubuntu: apt-get install openssh-client), then run this again."
 
   local arg parallel
-  for arg in "${PULUMI_ARGS[@]}"; do
+  for arg in "${PULUMI_ARGS[@]+"${PULUMI_ARGS[@]}"}"; do
     case "$arg" in -p | -p* | --parallel | --parallel=*) return 0 ;; esac
   done
   # PULUMI_PARALLEL is pulumi's own default for --parallel (pkg/cmd/pulumi/operations/up.go): yours wins too.
@@ -110,5 +136,5 @@ pulumi_env() {
   parallel="$(npm run --silent parallel -- --stack "$STACK")" ||
     fail "Cannot work out the parallelism stack $STACK needs (npm run parallel -- --stack $STACK says why)."
   printf 'ha-k8s: pulumi runs up to %s operations at once (--parallel %s, from the plan)\n' "$parallel" "$parallel" >&2
-  PULUMI_ARGS=(--parallel "$parallel" "${PULUMI_ARGS[@]}")
+  PULUMI_ARGS=(--parallel "$parallel" "${PULUMI_ARGS[@]+"${PULUMI_ARGS[@]}"}")
 }

@@ -259,3 +259,52 @@ console.log(JSON.stringify({ deployment: { resources: [
   assert_output --partial "this destroy is targeted: keeping urn:pulumi:dev::ha-k8s::command:remote:Command::c-cp-2-member"
   [ "$(count_calls '^pulumi state delete')" -eq 0 ]
 }
+
+@test "the exported state and the key do not outlive a destroy that dropped commands and destroyed again" {
+  touch "$STATE/stack-dev" "$STATE/destroy-fails"
+  echo my-project-123 >"$STATE/project"
+  write_state
+  stub ssh 'echo "ssh: connect to host 198.51.100.7 port 22: Connection timed out" >&2; exit 255'
+  export TMPDIR="$MACHINE_DIR/tmp" && mkdir -p "$TMPDIR"
+  HA_K8S_UNREACHABLE_AFTER=1 run bash "$PROJECT_COPY/tools/destroy.sh" --yes
+  assert_success
+  [ "$(count_calls '^pulumi destroy')" -eq 2 ]
+  [ -z "$(ls -A "$TMPDIR")" ]
+}
+
+@test "a destroy without --yes that did not finish (a declined prompt, no terminal) edits nothing and says how to go on" {
+  touch "$STATE/stack-dev" "$STATE/destroy-fails"
+  echo my-project-123 >"$STATE/project"
+  write_state
+  run bash "$PROJECT_COPY/tools/destroy.sh"
+  assert_failure
+  assert_output --partial "the state of stack dev is kept"
+  assert_output --partial "run npm run destroy -- dev --yes"
+  [ "$(count_calls '^pulumi (stack export|state delete)')" -eq 0 ]
+  [ "$(count_calls '^ssh ')" -eq 0 ]
+  # PULUMI_SKIP_CONFIRMATIONS and -f (--skip-preview) confirm as --yes does.
+  touch "$STATE/destroy-fails"
+  PULUMI_SKIP_CONFIRMATIONS=true run bash "$PROJECT_COPY/tools/destroy.sh"
+  [ "$(count_calls '^pulumi stack export')" -eq 1 ]
+}
+
+@test "--stack names the stack, wherever it stands among the flags" {
+  deploy --yes --stack prod
+  assert_success
+  assert_call_order "^pulumi stack init prod" "^pulumi up --stack prod --parallel 216 --yes$"
+  touch "$STATE/destroy-fails"
+  write_state
+  run bash "$PROJECT_COPY/tools/destroy.sh" -s prod --yes
+  assert_call_order "^pulumi destroy --stack prod --parallel 216 --yes$" "^pulumi stack export --stack prod --show-secrets"
+  [ "$(count_calls ' --stack dev')" -eq 0 ]
+}
+
+@test "a stack with its own secrets provider, or a passphrase set empty, gets no passphrase file, in CI too" {
+  echo 'secretsprovider: gcpkms://projects/p/locations/global/keyRings/r/cryptoKeys/k' >"$PROJECT_COPY/Pulumi.prod.yaml"
+  CI=true PULUMI_BACKEND_URL=gs://team-state deploy prod --yes
+  assert_success
+  [ ! -e "$PROJECT_COPY/.pulumi-passphrase" ]
+  PULUMI_CONFIG_PASSPHRASE="" deploy dev --yes
+  assert_success
+  [ ! -e "$PROJECT_COPY/.pulumi-passphrase" ]
+}
