@@ -202,6 +202,20 @@ APT
 # The version of an installed Debian package, empty when it is not installed.
 installed_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true; }
 
+# install_held <package[=version]>...: installs them (retried), moving held packages, and holds
+# them again, so an unattended upgrade never moves Kubernetes or CRI-O.
+install_held() {
+  local names=() spec
+  for spec in "$@"; do names+=("${spec%%=*}"); done
+  apt-mark unhold "${names[@]}" >/dev/null 2>&1 || true
+  retry 3 apt_get install -y -q --allow-change-held-packages "$@" || return 1
+  apt-mark hold "${names[@]}" >/dev/null
+}
+
+# The gitVersion of a /version answer read on stdin (v1.36.3), and the minor of a version (1.36).
+git_version() { sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p' | head -n 1; }
+minor_of() { cut -d. -f1,2 <<<"${1#v}"; }
+
 # The kubelet version a node reports (status.nodeInfo.kubeletVersion), empty when unknown.
 node_kubelet_version() { kctl get node "$1" -o jsonpath='{.status.nodeInfo.kubeletVersion}' 2>/dev/null || true; }
 
@@ -210,20 +224,19 @@ node_kubelet_version() { kctl get node "$1" -o jsonpath='{.status.nodeInfo.kubel
 # fails stops the caller with kubectl's reason, naming the node and the pods still on it (neither
 # DaemonSet pods nor the mirror pods of static pods, owned by the Node, which a drain leaves).
 drain_node() {
-  local node="$1" timeout="$2" output rc=0 reason refusal pods blocking
+  local node="$1" timeout="$2" output text rc=0 reason refusal pods blocking
   log "draining $node (PodDisruptionBudgets respected; at most ${timeout}s)"
+  # Shown as it goes, and kept to quote kubectl's reason. (Through a file: /dev/stderr cannot be
+  # opened when stderr is a socket.)
   output="$(mktemp)"
   kctl drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout="${timeout}s" 2>&1 | tee "$output" >&2 ||
     rc=${PIPESTATUS[0]}
-  if [ "$rc" -eq 0 ]; then
-    rm -f "$output"
-    return 0
-  fi
+  text="$(cat "$output")" && rm -f "$output"
+  [ "$rc" -ne 0 ] || return 0
   # kubectl's last error, and the API server's last refusal of an eviction (a PodDisruptionBudget).
-  reason="$(grep -E '^error' "$output" | tail -n 1 || true)"
-  refusal="$(grep -o 'Cannot evict pod.*' "$output" | tail -n 1 || true)"
+  reason="$(grep -E '^error' <<<"$text" | tail -n 1 || true)"
+  refusal="$(grep -o 'Cannot evict pod.*' <<<"$text" | tail -n 1 || true)"
   [ -z "$refusal" ] || reason="$reason (the API server: $refusal)"
-  rm -f "$output"
   # Each pod with the kind of its controller (none for a Pod that no controller manages).
   if pods="$(kctl get pods --all-namespaces \
     --field-selector "spec.nodeName=$node,status.phase!=Succeeded,status.phase!=Failed" \

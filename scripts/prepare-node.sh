@@ -75,7 +75,7 @@ cluster_minor() {
   local answer attempt
   for attempt in 1 2 3; do
     if answer="$(curl -ksf --connect-timeout 3 --max-time 5 "https://$API_ENDPOINT/version" 2>/dev/null)"; then
-      sed -n 's/.*"gitVersion": *"v\([0-9]*\.[0-9]*\)\..*/\1/p' <<<"$answer" | head -n 1
+      minor_of "$(git_version <<<"$answer")"
       return 0
     fi
     [ "$attempt" -eq 3 ] || sleep "$((HA_K8S_SLEEP < 2 ? HA_K8S_SLEEP : 2))"
@@ -119,14 +119,11 @@ else
   fi
   if [ "$needs_install" = true ]; then
     log "installing cri-o and kubelet/kubeadm/kubectl $K8S_DEB_VERSION"
-    apt-mark unhold "${KUBE_PACKAGES[@]}" cri-o >/dev/null 2>&1 || true
-    retry 3 apt_get install -y -q --allow-change-held-packages cri-o \
-      "kubelet=$K8S_DEB_VERSION" "kubeadm=$K8S_DEB_VERSION" "kubectl=$K8S_DEB_VERSION" ||
+    install_held cri-o "kubelet=$K8S_DEB_VERSION" "kubeadm=$K8S_DEB_VERSION" "kubectl=$K8S_DEB_VERSION" ||
       die "package installation failed (see apt-get output above)"
   else
     log "cri-o and kubelet/kubeadm/kubectl $K8S_DEB_VERSION already installed"
   fi
-  apt-mark hold "${KUBE_PACKAGES[@]}" cri-o >/dev/null
 
   # --- CRI-O configuration of that minor (pause image) ---------------------------------------------
   if install_file "$(staged "crio-$K8S_MINOR.conf")" "$(root_path /etc/crio/crio.conf.d/20-ha-k8s.conf)" 644; then

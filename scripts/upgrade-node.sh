@@ -76,10 +76,7 @@ if [ "$apt_changed" = true ] || ! packages_at_target; then
 fi
 if [ "$(installed_version kubeadm)" != "$K8S_DEB_VERSION" ]; then
   log "upgrading kubeadm to $K8S_DEB_VERSION"
-  apt-mark unhold kubeadm >/dev/null 2>&1 || true
-  retry 3 apt_get install -y -q --allow-change-held-packages "kubeadm=$K8S_DEB_VERSION" ||
-    die "cannot install kubeadm $K8S_DEB_VERSION (see apt-get output above)"
-  apt-mark hold kubeadm >/dev/null
+  install_held "kubeadm=$K8S_DEB_VERSION" || die "cannot install kubeadm $K8S_DEB_VERSION (see apt-get output above)"
 fi
 
 # --- kubeadm's part ---------------------------------------------------------------------------------
@@ -96,19 +93,16 @@ case "$UPGRADE_ACTION" in
       fi
       printf '%s\n' "$plan" | redact >&2
       log "kubeadm upgrade apply $K8S_VERSION (etcd, API server, controller manager, scheduler, addons); output redacted"
+      # Shown as it goes (redacted) and kept: kubeadm's workflow names the phase that failed.
       apply_log="$(mktemp)"
       rc=0
       kubeadm upgrade apply "$K8S_VERSION" --yes 2>&1 | redact | tee "$apply_log" >&2 || rc=${PIPESTATUS[0]}
+      applied="$(cat "$apply_log")" && rm -f "$apply_log"
       if [ "$rc" -ne 0 ]; then
-        # kubeadm's workflow names the phase that failed ("error execution phase preflight: ...").
-        if grep -q '^error: error execution phase preflight' "$apply_log"; then
-          rm -f "$apply_log"
+        grep -q '^error: error execution phase preflight' <<<"$applied" &&
           die "kubeadm upgrade apply refuses $K8S_VERSION in its preflight checks (its reasons above); $unchanged"
-        fi
-        rm -f "$apply_log"
         die "kubeadm upgrade apply $K8S_VERSION failed (output above); fix the cause and run pulumi up again to resume"
       fi
-      rm -f "$apply_log"
     fi
     ;;
   node)
@@ -128,9 +122,7 @@ esac
 crio_changed=false
 if ! crio_at_target; then
   log "moving CRI-O to the $K8S_MINOR stream"
-  apt-mark unhold cri-o >/dev/null 2>&1 || true
-  retry 3 apt_get install -y -q --allow-change-held-packages cri-o || die "cannot install CRI-O $K8S_MINOR"
-  apt-mark hold cri-o >/dev/null
+  install_held cri-o || die "cannot install CRI-O $K8S_MINOR"
   crio_changed=true
 fi
 if install_file "$CRIO_DROP_IN" "$(root_path /etc/crio/crio.conf.d/20-ha-k8s.conf)" 644; then crio_changed=true; fi
@@ -141,10 +133,7 @@ fi
 
 if [ "$(installed_version kubelet)" != "$K8S_DEB_VERSION" ] || [ "$(installed_version kubectl)" != "$K8S_DEB_VERSION" ]; then
   log "upgrading kubelet and kubectl to $K8S_DEB_VERSION"
-  apt-mark unhold kubelet kubectl >/dev/null 2>&1 || true
-  retry 3 apt_get install -y -q --allow-change-held-packages "kubelet=$K8S_DEB_VERSION" "kubectl=$K8S_DEB_VERSION" ||
-    die "cannot install kubelet/kubectl $K8S_DEB_VERSION"
-  apt-mark hold kubelet kubectl >/dev/null
+  install_held "kubelet=$K8S_DEB_VERSION" "kubectl=$K8S_DEB_VERSION" || die "cannot install kubelet/kubectl $K8S_DEB_VERSION"
 fi
 systemctl daemon-reload
 systemctl restart kubelet

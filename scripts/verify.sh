@@ -54,9 +54,8 @@ api_version() {
   local answer
   answer="$(kubectl --kubeconfig "$(root_path "$KUBECONFIG_PATH")" --server "https://$1" --request-timeout=10s \
     get --raw /version 2>/dev/null)" || return 0
-  sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p' <<<"$answer" | head -n 1
+  git_version <<<"$answer"
 }
-minor_of() { cut -d. -f1,2 <<<"${1#v}"; }
 cluster_version="$(api_version "$API_ENDPOINT")"
 if [ -n "${K8S_VERSION:-}" ] && [ "$cluster_version" != "$K8S_VERSION" ]; then
   problems+=("the API server answers ${cluster_version:-nothing} through the load balancer at $API_ENDPOINT, not $K8S_VERSION")

@@ -25,7 +25,7 @@ setup() {
     "^sysctl --system" "^curl .*pkgs.k8s.io/core:/stable:/v1.36/deb/Release.key" \
     "^curl .*isv:/cri-o:/stable:/v1.36/deb/Release.key" "^apt-get .* update" \
     "^apt-get .* install .*cri-o kubelet=1.36.3-1.1 kubeadm=1.36.3-1.1 kubectl=1.36.3-1.1" \
-    "^apt-mark hold kubelet kubeadm kubectl cri-o" "^systemctl enable crio" "^systemctl (start|restart) crio" \
+    "^apt-mark hold cri-o kubelet kubeadm kubectl" "^systemctl enable crio" "^systemctl (start|restart) crio" \
     "^systemctl enable kubelet" "^kubeadm config images pull --kubernetes-version v1.36.3 --cri-socket unix:///var/run/crio/crio.sock"
   [ "$(count_calls '^apt-get .* update')" -eq 1 ]
 }
