@@ -144,13 +144,21 @@ export function renderHaproxyConfig(input: HaproxyConfigInput): string {
 }
 
 /** The production configuration for a plan: every control plane, on its static address. */
-export function renderHaproxyForPlan(plan: Plan): string {
+export function renderHaproxyForPlan(
+  plan: Plan,
+  // Where it listens and how it runs: every address of the load balancer VM in production; the
+  // endpoint's own address and a private runtime directory in the control-plane tests.
+  placement: { bindAddress: string; runtime: HaproxyConfigInput["runtime"] } = {
+    bindAddress: "*",
+    runtime: { kind: "production" },
+  },
+): string {
   return renderHaproxyConfig({
-    apiBind: { address: "*", port: API_PORT },
+    apiBind: { address: placement.bindAddress, port: API_PORT },
     servers: plan.nodes
       .filter((n) => n.role === "control-plane")
       .map((n) => ({ name: n.name, address: n.internalIp, port: API_PORT })),
-    monitor: { address: "*", port: MONITOR_PORT, path: MONITOR_PATH },
-    runtime: { kind: "production" },
+    monitor: { address: placement.bindAddress, port: MONITOR_PORT, path: MONITOR_PATH },
+    runtime: placement.runtime,
   });
 }

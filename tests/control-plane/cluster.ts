@@ -22,8 +22,8 @@ import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
-import { renderHaproxyConfig } from "../../render/haproxy";
-import { API_PORT, MONITOR_PATH, MONITOR_PORT } from "../../render/plan";
+import { renderHaproxyForPlan } from "../../render/haproxy";
+import { API_PORT } from "../../render/plan";
 import { DEFAULT_KUBERNETES_MINOR } from "../../render/versions";
 import { apiRequest } from "./api";
 import { ControlPlaneBinaries, controlPlaneBinaries } from "./binaries";
@@ -32,16 +32,14 @@ import { RunResult, run, runOk, waitFor } from "./exec";
 import { flagArgs } from "./kubeadm-files";
 import { Machine, prepareMachines } from "./machines";
 import { ClusterCa, createClusterCa } from "./pki";
-import { TestStack, renderTestStack, testStackConfig } from "./stack";
+import { TEST_STACK, TestStack, renderTestStack, testStackConfig } from "./stack";
 
 export type { Machine } from "./machines";
 
 export interface EtcdMember {
   readonly name: string;
-  readonly ip: string;
   readonly clientUrl: string;
   readonly peerUrl: string;
-  readonly dataDir: string;
   /** The member's flags (kubeadm's, adapted); startEtcdMember starts it with them as they are then. */
   readonly flags: Map<string, string>;
   readonly daemon: Daemon;
@@ -71,13 +69,6 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-export interface StartOptions {
-  readonly kubernetesMinor?: string;
-  readonly stack?: string;
-  /** Kept after stop (for debugging); default: removed unless HA_K8S_KEEP_CONTROL_PLANE is set. */
-  readonly keepDir?: boolean;
-}
-
 /** Throws unless every plan address can be bound here, i.e. we are inside run.sh's namespace. */
 async function assertAddressesLocal(addresses: readonly string[]): Promise<void> {
   for (const address of addresses) {
@@ -102,15 +93,16 @@ function readyz(server: string, ca: string): Promise<boolean | string> {
   );
 }
 
-export async function startControlPlane(options: StartOptions = {}): Promise<ControlPlane> {
-  const minor = options.kubernetesMinor ?? DEFAULT_KUBERNETES_MINOR;
+/** The dev stack at the default minor; kept after stop (for debugging) when HA_K8S_KEEP_CONTROL_PLANE is set. */
+export async function startControlPlane(): Promise<ControlPlane> {
+  const minor = DEFAULT_KUBERNETES_MINOR;
   const binaries = controlPlaneBinaries(minor);
-  const config = testStackConfig(options.stack, minor);
+  const config = testStackConfig(TEST_STACK, minor);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ha-k8s-control-plane-"));
   const daemons: Daemon[] = [];
   const logs = path.join(dir, "logs");
   fs.mkdirSync(logs);
-  const keep = options.keepDir ?? Boolean(process.env.HA_K8S_KEEP_CONTROL_PLANE);
+  const keep = Boolean(process.env.HA_K8S_KEEP_CONTROL_PLANE);
 
   const stopAll = async () => {
     // Reverse start order: controllers and the API server before the etcd members they use.
@@ -120,7 +112,7 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
 
   try {
     const ca = await createClusterCa(path.join(dir, "ca"), config.clusterName);
-    const stack = renderTestStack(path.join(dir, "render"), ca, config, options.stack);
+    const stack = renderTestStack(path.join(dir, "render"), ca, config, TEST_STACK);
     const firstNode = stack.controlPlanes[0];
     await assertAddressesLocal([stack.plan.endpoint.internalIp, ...stack.plan.nodes.map((n) => n.internalIp)]);
 
@@ -151,10 +143,8 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
       fs.mkdirSync(path.dirname(pidFile), { recursive: true });
       etcd.push({
         name: node.name,
-        ip: node.internalIp,
         clientUrl: node === firstNode ? "https://127.0.0.1:2379" : `https://${node.internalIp}:2379`,
         peerUrl: `https://${node.internalIp}:2380`,
-        dataDir,
         flags,
         daemon,
         pidFile,
@@ -189,7 +179,8 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
       60_000,
     );
 
-    // kube-apiserver. One change: it binds its machine's address (kubeadm leaves 0.0.0.0), since
+    // kube-apiserver. One change: it binds its machine's address (kubeadm sets no --bind-address,
+    // getAPIServerCommand in cmd/kubeadm/app/phases/controlplane/manifests.go: 0.0.0.0), since
     // HAProxy holds the endpoint address on the same port of the same network namespace.
     const apiserverFlags = flagsOf(firstNode.name, "kube-apiserver");
     apiserverFlags.set("bind-address", firstNode.internalIp);
@@ -212,10 +203,8 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
     const haproxyConfig = path.join(haproxyDir, "haproxy.cfg");
     fs.writeFileSync(
       haproxyConfig,
-      renderHaproxyConfig({
-        apiBind: { address: stack.plan.endpoint.internalIp, port: stack.plan.endpoint.port },
-        servers: stack.controlPlanes.map((n) => ({ name: n.name, address: n.internalIp, port: API_PORT })),
-        monitor: { address: stack.plan.endpoint.internalIp, port: MONITOR_PORT, path: MONITOR_PATH },
+      renderHaproxyForPlan(stack.plan, {
+        bindAddress: stack.plan.endpoint.internalIp,
         runtime: { kind: "test", dir: haproxyDir },
       }),
     );
@@ -239,7 +228,8 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
 
     // admin.conf's group (kubeadm:cluster-admins) gets cluster-admin from a binding kubeadm init
     // creates with super-admin.conf (EnsureAdminClusterRoleBindingImpl, phases/kubeconfig); kubeadm
-    // does that only for the default /etc/kubernetes, so the same binding is made here.
+    // does that only when its kubeconfig is the default /etc/kubernetes/admin.conf (initData.Client in
+    // cmd/kubeadm/app/cmd/init.go), so the same binding is made here.
     const superAdmin = path.join(first.kubernetesDir, "super-admin.conf");
     await waitFor(
       "the kubeadm:cluster-admins binding",
