@@ -9,7 +9,7 @@ import { ADDRESS_OFFSETS, ClusterConfig } from "./config";
 import { API_PORT, names } from "./names";
 import { planFirewall, planLoadBalancing } from "./network-plan";
 import { kubernetesVersionChange, planUpgradeSteps } from "./upgrade";
-import { SUPPORTED_KUBERNETES, kubernetesRelease } from "./versions";
+import { SUPPORTED_KUBERNETES, asPatchVersion, kubernetesRelease, minorOfVersion } from "./versions";
 
 export type Role = "control-plane" | "worker" | "loadbalancer";
 
@@ -448,11 +448,7 @@ export function buildPlan(config: ClusterConfig, deployed: DeployedState = {}): 
   const release = kubernetesRelease(config.kubernetesVersion);
   const change = kubernetesVersionChange(deployed.kubernetesVersion, config.kubernetesVersion);
   if (change.kind === "refused") throw new Error(`ha-k8s:kubernetesVersion: ${change.problem}`);
-  // A deployed minor alone (the offline render's --deployed-version 1.36) means its pinned patch.
-  const asPatch = (v: string | undefined) =>
-    v === undefined ? undefined : v.split(".").length === 2 ? (SUPPORTED_KUBERNETES[v]?.patch ?? `${v}.0`) : v;
-  const createdWithVersion =
-    asPatch(deployed.createdWithVersion) ?? asPatch(deployed.kubernetesVersion) ?? release.patch;
+  const createdWithVersion = asPatchVersion(deployed.createdWithVersion ?? deployed.kubernetesVersion ?? release.patch);
   const nodes = planNodes(config);
   const parsed = parseCidr(config.subnetCidr);
   if ("error" in parsed) throw new Error(`subnetCidr ${config.subnetCidr} ${parsed.error}`);
@@ -510,8 +506,7 @@ export function buildPlan(config: ClusterConfig, deployed: DeployedState = {}): 
 
 /** The supported release of a running patch's minor, if it is still supported. */
 function runningRelease(patch: string) {
-  const minor = patch.split(".").slice(0, 2).join(".");
-  return minor in SUPPORTED_KUBERNETES ? kubernetesRelease(minor) : undefined;
+  return SUPPORTED_KUBERNETES[minorOfVersion(patch)];
 }
 
 /** The plan with the bucket Pulumi named at deploy time (a created bucket's name is random). */

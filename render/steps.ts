@@ -23,6 +23,7 @@ import {
   etcdReleaseUrl,
   kubernetesAptRepo,
   kubernetesRelease,
+  minorOfVersion,
   releaseTable,
 } from "./versions";
 
@@ -69,7 +70,7 @@ export const ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf";
 export const KUBELET_KUBECONFIG = "/etc/kubernetes/kubelet.conf";
 const DELETE_HEREDOC = "HA_K8S_DELETE";
 /** The exit status of a delete-time script that refuses to go on (scripts/member-remove.sh). */
-export const DELETE_REFUSED_EXIT = 75;
+const DELETE_REFUSED_EXIT = 75;
 
 /** Steps whose bundle carries secrets (token, keys) or whose output does (kubeconfig). */
 const SECRET_KINDS: ReadonlySet<StepKind> = new Set<StepKind>(["login", "init", "credentials", "join", "kubeconfig"]);
@@ -121,6 +122,7 @@ function renderDeleteCommand(
           MEMBER_IP: subject.internalIp,
           KUBECONFIG_PATH: ADMIN_KUBECONFIG,
           DELETE_BUDGET_SECONDS: String(DELETE_TIMEOUT_SECONDS),
+          DELETE_REFUSED_EXIT: String(DELETE_REFUSED_EXIT),
         }
       : { NODE_NAME: subject.name };
   const bundle = renderBundle({ stepId: step.id, script, env, stage: "temporary" }, sources);
@@ -196,7 +198,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
         env: {
           NODE_ROLE: subject!.role,
           K8S_RELEASES: releaseTable(),
-          K8S_DEFAULT_MINOR: plan.cluster.createdWithVersion.split(".").slice(0, 2).join("."),
+          K8S_DEFAULT_MINOR: minorOfVersion(plan.cluster.createdWithVersion),
           API_ENDPOINT: apiEndpoint,
           REGISTRIES_DROP_IN: REGISTRIES_DROP_IN_PATH,
         },

@@ -3,7 +3,7 @@
 // control plane, kubeadm upgrade node on the others one after another, then each node drained, its
 // kubelet and kubectl (and CRI-O, which follows the minor) upgraded, and uncordoned. Pure.
 
-import { SUPPORTED_KUBERNETES, kubernetesRelease } from "./versions";
+import { SUPPORTED_KUBERNETES, asPatchVersion, kubernetesRelease } from "./versions";
 
 export interface KubernetesVersion {
   readonly major: number;
@@ -72,11 +72,7 @@ export function kubernetesVersionChange(deployed: string | undefined, targetMino
   }
   if (to.minor === from.minor && (fromPatch === undefined || to.patch === fromPatch))
     return { kind: "none", patch: target };
-  return {
-    kind: "upgrade",
-    from: fromPatch === undefined ? minorOf(from) : `${minorOf(from)}.${fromPatch}`,
-    to: target,
-  };
+  return { kind: "upgrade", from: asPatchVersion(deployed), to: target };
 }
 
 /** The plan's view of a machine and of a step, as far as the upgrade graph needs them. */

@@ -56,6 +56,21 @@ export function kubernetesRelease(minor: string): KubernetesRelease {
   return release;
 }
 
+/** The minor of a version: "v1.36.3", "1.36.3" and "1.36" are all "1.36". */
+export function minorOfVersion(version: string): string {
+  return version.replace(/^v/, "").split(".").slice(0, 2).join(".");
+}
+
+/**
+ * A version as a full patch: a patch as it is ("v" dropped), a minor alone (the offline render's
+ * --deployed-version 1.36) as its pinned patch, or <minor>.0 when that minor is no longer pinned.
+ */
+export function asPatchVersion(version: string): string {
+  const plain = version.replace(/^v/, "");
+  if (plain.split(".").length !== 2) return plain;
+  return SUPPORTED_KUBERNETES[plain]?.patch ?? `${plain}.0`;
+}
+
 /** Package repositories (kubernetes.io blog 2023-08-15; cri-o/packaging README, commit b133393). */
 export function kubernetesAptRepo(minor: string): string {
   return `https://pkgs.k8s.io/core:/stable:/v${minor}/deb/`;

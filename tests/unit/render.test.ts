@@ -199,8 +199,8 @@ describe("small renderers", () => {
     const sources = readScriptSources();
     const prepareOf = (minor: string) => {
       const cfg = resolveConfig({ kubernetesVersion: minor }, readProjectFile().defaults).config!;
-      // A running cluster keeps the version it was created with (the guard reads it back).
-      const p = { ...buildPlan(cfg), cluster: { ...buildPlan(cfg).cluster, createdWithVersion: "1.36.3" } };
+      // A running 1.36.3 cluster (the stack's last outputs): set to 1.37, an upgrade.
+      const p = buildPlan(cfg, { kubernetesVersion: "1.36.3" });
       return renderStepCommand(
         cfg,
         p,

@@ -4,7 +4,7 @@ import { resolveConfig } from "../../render/config";
 import { buildPlan } from "../../render/plan";
 import { readProjectFile } from "../../render/project";
 import { kubernetesVersionChange, parseKubernetesVersion } from "../../render/upgrade";
-import { SUPPORTED_KUBERNETES } from "../../render/versions";
+import { SUPPORTED_KUBERNETES, asPatchVersion, minorOfVersion } from "../../render/versions";
 
 const pin = (minor: string) => SUPPORTED_KUBERNETES[minor].patch;
 
@@ -135,4 +135,14 @@ describe("the upgrade's step graph", () => {
   test("the render is told the deployed version and refuses what preview refuses", () => {
     expect(() => planOf({ kubernetesVersion: "1.37" }, pin("1.35"))).toThrow(/skips a minor/);
   });
+});
+
+test("versions as the plan reads them: a minor alone is its pinned patch, or .0 once no longer pinned", () => {
+  expect(asPatchVersion("1.36")).toBe(SUPPORTED_KUBERNETES["1.36"].patch);
+  expect(asPatchVersion("v1.35.2")).toBe("1.35.2");
+  expect(asPatchVersion("1.20")).toBe("1.20.0");
+  expect(["v1.36.3", "1.36.3", "1.36"].map(minorOfVersion)).toEqual(["1.36", "1.36", "1.36"]);
+  // The upgrade's "from" and the plan's creation version agree, for an unpinned minor too.
+  const change = kubernetesVersionChange("1.34", "1.35");
+  expect(change).toEqual({ kind: "upgrade", from: "1.34.0", to: SUPPORTED_KUBERNETES["1.35"].patch });
 });
