@@ -7,7 +7,8 @@
 # Inputs (environment): MEMBER_NODE, MEMBER_ROLE (control-plane|worker), MEMBER_IP, KUBECONFIG_PATH;
 #   DELETE_BUDGET_SECONDS (the delete command's `timeout`, DELETE_TIMEOUT_SECONDS in render/steps.ts;
 #   default 300): the drain gets what is left after the etcd removal's share, so a refusal is always
-#   reported (exit 75) before that timeout would kill the script (exit 124: "continuing teardown").
+#   reported (exit 75) before that timeout would kill the script (exit 124: "continuing teardown");
+#   DELETE_REFUSED_EXIT (75): the exit status of a refusal, which the delete command passes on.
 #
 # Best effort and bounded: it succeeds, doing what it still can, when the node, its etcd member or
 # the whole API is already gone, so `pulumi destroy` and scale-downs are never held hostage. One
@@ -21,6 +22,7 @@ set -uo pipefail
 
 require_env MEMBER_NODE MEMBER_ROLE MEMBER_IP KUBECONFIG_PATH
 DELETE_BUDGET_SECONDS="${DELETE_BUDGET_SECONDS:-300}"
+DELETE_REFUSED_EXIT="${DELETE_REFUSED_EXIT:-75}"
 # Worst cases: the etcd removal (member list, four attempts of up to 10 s, 30 s between them) and
 # the Node deletion at the end (two API calls of up to 20 s).
 etcd_share=0
@@ -74,7 +76,7 @@ if [ "$MEMBER_ROLE" = control-plane ]; then
       if [ -n "$refused_for_quorum" ]; then
         warn "REFUSED: etcd will not remove the member of $MEMBER_NODE ($member_id): without it the other members would not keep a quorum (a control plane is down or just came back)"
         log "ERROR: $MEMBER_NODE stays a member (drained and cordoned) and its VM is kept: bring the other control planes back to health, then run pulumi up (or npm run destroy) again; to keep the node instead, kubectl uncordon $MEMBER_NODE"
-        exit 75
+        exit "$DELETE_REFUSED_EXIT"
       else
         warn "etcd member removal failed"
       fi
