@@ -67,9 +67,10 @@ export = async () => {
     controlPlaneCount: guarded.controlPlaneCount,
     immutableSettings: guarded.immutableSettings,
     // During an upgrade, only once its verification has passed: until then the next run reads the
-    // version the cluster ran before, and resumes the unfinished upgrade. (The SDK registers all
-    // outputs together, so during an upgrade they all wait; otherwise none does, so a failed first
-    // deployment still leaves its kubeconfig and SSH key to debug with.)
+    // version the cluster ran before (a failed update keeps the previous outputs, pulumi/pulumi#15754),
+    // and resumes the unfinished upgrade. (The SDK registers all outputs together, so during an
+    // upgrade they all wait; otherwise none does, so a failed first deployment still leaves its
+    // kubeconfig and SSH key to debug with. tests/unit/upgrade-program.test.ts checks what it waits for.)
     kubernetesVersion: plan.upgrade
       ? bootstrap.verified.apply(() => plan.cluster.kubernetesPatch)
       : plan.cluster.kubernetesPatch,

@@ -1,9 +1,10 @@
 // Refuses unsafe transitions before any resource is registered, by reading this stack's own outputs
 // from its previous deployment (a StackReference to itself: pulumi/pulumi#3722). The program awaits
 // it first, so a refusal fails `pulumi preview` and `pulumi up` before the engine touches anything.
-// The outputs are registered only once the deployment's last verification has passed (index.ts),
-// so a failed update leaves the previous ones: an upgrade that stopped half-way is still an upgrade
-// on the next run, which resumes it.
+// During an upgrade the outputs are registered only once its last verification has passed
+// (index.ts), and the engine keeps a stack's previous outputs when an update fails without
+// registering new ones (pulumi/pulumi#15754, March 2024, fixing #14621): an upgrade that stopped
+// half-way is still an upgrade on the next run, which resumes it.
 
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";

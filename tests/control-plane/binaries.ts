@@ -17,11 +17,8 @@ export interface ControlPlaneBinaries {
   readonly kubeControllerManager: string;
   readonly kubeadm: string;
   readonly kubectl: string;
-  /** Directory holding etcd, etcdctl and etcdutl. */
-  readonly etcdDir: string;
   readonly etcd: string;
   readonly etcdctl: string;
-  readonly etcdutl: string;
 }
 
 export const KUBERNETES_BINARIES = ["kube-apiserver", "kube-controller-manager", "kubeadm", "kubectl"] as const;
@@ -49,10 +46,8 @@ export function controlPlaneBinaries(minor: string): ControlPlaneBinaries {
     kubeControllerManager,
     kubeadm,
     kubectl,
-    etcdDir,
     etcd: path.join(etcdDir, "etcd"),
     etcdctl: path.join(etcdDir, "etcdctl"),
-    etcdutl: path.join(etcdDir, "etcdutl"),
   };
 }
 

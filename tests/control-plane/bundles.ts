@@ -87,15 +87,14 @@ export function runStep(cp: ControlPlane, step: RenderedStep, options: MachineRu
   });
 }
 
-/** Runs a step's stored delete command as Pulumi does (its stage under the machine's root). */
+/** Runs a step's stored delete command as Pulumi does (it stages in a temporary directory). */
 export function runDeleteCommand(
   cp: ControlPlane,
   step: RenderedStep,
   options: MachineRunOptions = {},
 ): Promise<RunResult> {
   if (!step.onDelete) throw new Error(`${step.id} has no delete command`);
-  const command = step.onDelete.split("/var/lib/ha-k8s/").join(`${cp.machine(step.node).root}/var/lib/ha-k8s/`);
-  return run("bash", ["-c", command], {
+  return run("bash", ["-c", step.onDelete], {
     env: machineEnv(cp, step.node, options),
     timeoutMs: options.timeoutMs ?? 330_000,
   });

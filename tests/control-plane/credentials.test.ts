@@ -100,6 +100,12 @@ describe("refresh-credentials.sh, as rendered, against the real API server", () 
     const cp = controlPlane();
     await cp.kubectl(["-n", "kube-system", "delete", "secret", tokenSecretName(cp)]);
     expect(await getSecret(cp, tokenSecretName(cp))).toBeUndefined();
+    // Its signature goes first, so the signature checked below is the re-issued token's own.
+    await waitFor(
+      "cluster-info to lose the deleted token's signature",
+      async () => !(await clusterInfoSignatures(cp)).includes(`jws-kubeconfig-${tokenId(cp)}`),
+      30_000,
+    );
 
     const result = await runStep(cp, cp.stack.step("credentials", "workers"));
     expect(result.code).toBe(0);
@@ -179,6 +185,11 @@ describe("refresh-credentials.sh, as rendered, against the real API server", () 
     const cp = controlPlane();
     await cp.kubectl(["-n", "kube-system", "delete", "secret", tokenSecretName(cp)]);
     await waitFor("kubeadm-certs to be garbage-collected", async () => !(await getSecret(cp, "kubeadm-certs")), 60_000);
+    await waitFor(
+      "cluster-info to lose the deleted token's signature",
+      async () => !(await clusterInfoSignatures(cp)).includes(`jws-kubeconfig-${tokenId(cp)}`),
+      30_000,
+    );
     // Back for the joins below.
     expect((await runStep(cp, cp.stack.step("credentials", cp.stack.controlPlanes[1].name))).code).toBe(0);
     await waitFor(

@@ -3,7 +3,8 @@
 //   - TLS bootstrap (joins): a key and a CSR for system:node:<name> in system:nodes, submitted with
 //     the bootstrap token to the kube-apiserver-client-kubelet signer, approved by
 //     kube-controller-manager because kubeadm's bootstrap-token phase lets that token's group
-//     auto-approve node client CSRs, signed by its csrsigning controller; the result is the node's
+//     auto-approve node client CSRs (AutoApproveNodeBootstrapTokens in cmd/kubeadm/app/phases/
+//     bootstraptoken/node/tlsbootstrap.go), signed by its csrsigning controller; the result is the node's
 //     kubelet.conf (certificate embedded, as kubeadm writes it before kubelet-finalize).
 //   - Registration and heartbeats with that identity (the Node authorizer and NodeRestriction
 //     apply): the Node object, its status with the Ready condition, its Lease in kube-node-lease
@@ -16,7 +17,8 @@
 //     mirror_client.go); a changed manifest replaces its mirror Pod. Their status is not reported
 //     (the processes behind them, where any, are the harness's daemons).
 //   - Pods bound to the node are "run": a Pod that restarts never completes at once with exit code 0
-//     (as kubeadm's upgrade health-check Job, a `pause -v`, does), any other reports Running and
+//     (as kubeadm's upgrade health-check Job, a `pause -v`, does: createJob in cmd/kubeadm/app/
+//     phases/upgrade/health.go), any other reports Running and
 //     Ready; nothing is executed.
 //   - Pods bound to the node that are being deleted are removed (grace period 0), as the kubelet
 //     does once their containers are gone, so a drain completes.
@@ -137,6 +139,8 @@ export class FakeKubelet {
   deleted = false;
   /** The last heartbeat that failed (an API refusal would show here); empty when all went through. */
   lastError = "";
+  /** Every heartbeat the API server refused (401/403: authentication, Node authorizer, NodeRestriction). */
+  readonly refusals: string[] = [];
 
   private ready = false;
 
@@ -182,6 +186,7 @@ export class FakeKubelet {
     this.timer = setInterval(() => {
       this.beating = this.heartbeat().catch((error: Error) => {
         this.lastError = error.message;
+        if (/HTTP 40[13]\b/.test(error.message)) this.refusals.push(error.message);
       });
     }, HEARTBEAT_MS);
     // A test that forgets to stop a kubelet must not keep the test process alive.

@@ -72,17 +72,15 @@ describe("membership scripts, as rendered, against the real API server and etcd"
     await start(cp, first.name, { ready: true });
     for (const node of joined) {
       const ready = node.name !== cp.stack.workers[1].name;
-      kubelets.set(
-        node.name,
-        await startKubelet(cp, node.name, { ready, bootstrapToken: cp.stack.values.bootstrapToken }),
-      );
+      await start(cp, node.name, { ready, bootstrapToken: cp.stack.values.bootstrapToken });
     }
   }, 120_000);
 
   afterAll(async () => {
     for (const k of started) await k.stop();
-    // Everything the kubelets did with their own credentials went through (Node authorizer, NodeRestriction).
-    expect(started.map((k) => k.lastError).filter(Boolean)).toEqual([]);
+    // The API server refused nothing the kubelets did with their own credentials (Node authorizer,
+    // NodeRestriction). Other failures are expected here: the tests stop etcd members (HTTP 500).
+    expect(started.flatMap((k) => k.refusals)).toEqual([]);
   });
 
   test("a worker's readiness step runs on the worker with its kubelet's credentials and passes for its Ready Node", async () => {

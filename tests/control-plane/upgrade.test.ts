@@ -25,7 +25,8 @@
 //     fake kubelet completes it;
 //   - CoreDNS's Deployment and Corefile (RunCoreDNSMigrationCheck in phases/upgrade/preflight.go):
 //     kubeadm init's addon phase.
-// `upgrade apply` runs as --dry-run (its dry-run client reads the real cluster and writes nothing),
+// `upgrade apply` runs as --dry-run (its dry-run client reads the real cluster and writes nothing:
+// DryRun in cmd/kubeadm/app/util/apiclient/dryrun.go; the test checks the cluster is unchanged),
 // without the two preflight checks that inspect this host instead of the node: SystemVerification
 // (kernel, cgroups, the kubelet binary) and ContainerRuntimeVersion (CRI-O's socket).
 

@@ -30,6 +30,12 @@ export interface ProgramRun {
   readonly outputs: Record<string, unknown>;
   /** Output names that are secrets. */
   readonly secretOutputs: readonly string[];
+  /**
+   * The resources each output waits for. The Node SDK registers the stack's outputs together, once
+   * all have resolved, so when one of these fails, none is registered and the stack keeps the last
+   * successful update's outputs (pulumi/pulumi#15754).
+   */
+  readonly outputDependsOn: Readonly<Record<string, readonly string[]>>;
   readonly warnings: readonly string[];
   byName(name: string): RecordedResource;
   ofType(type: string): RecordedResource[];
@@ -146,6 +152,7 @@ export async function runProgram(
         const program: Record<string, unknown> = await (await import("../../index")).default();
         const outputs: Record<string, unknown> = {};
         const secretOutputs: string[] = [];
+        const outputDependsOn: Record<string, string[]> = {};
         // Settle every output (Output.promise() is internal, but unlike apply() it rejects when the
         // output's computation failed, e.g. a guard refusing a change), then report the first failure.
         const entries = Object.entries(program);
@@ -153,10 +160,18 @@ export async function runProgram(
           entries.map(async ([key, value]) => {
             if (!sdk.Output.isInstance(value)) return [key, value, false] as const;
             const output = value as pulumi.Output<unknown>;
-            const [resolved, secret] = await Promise.all([
-              (output as unknown as { promise(): Promise<unknown> }).promise(),
+            // promise() and allResources() are internal to Output (output.js), and public ways lose
+            // rejections and dependencies.
+            const internal = output as unknown as {
+              promise(): Promise<unknown>;
+              allResources(): Promise<Set<{ __name?: string }>>;
+            };
+            const [resolved, secret, resources] = await Promise.all([
+              internal.promise(),
               sdk.isSecret(output),
+              internal.allResources(),
             ]);
+            outputDependsOn[key] = [...resources].map((r) => r.__name ?? "?").sort();
             return [key, resolved, secret] as const;
           }),
         );
@@ -173,6 +188,7 @@ export async function runProgram(
           resources,
           outputs,
           secretOutputs,
+          outputDependsOn,
           warnings,
           byName(name: string) {
             const found = resources.filter((r) => r.name === name);

@@ -75,7 +75,11 @@ test("the upgrade waits for the snapshot and the verified cluster, then goes one
 });
 
 test("a pulumi up that failed half-way resumes: run again, nothing already done changes", async () => {
-  // The outputs of a failed update are not registered (they wait for the last verification).
+  // The version output waits for the upgrade's final verification, which waits for every upgrade
+  // step: when one fails, no output is registered (harness.ts, outputDependsOn) and the next run
+  // reads the last successful deployment's, the old version. Outside an upgrade it waits for nothing.
+  expect(upgrading.outputDependsOn.kubernetesVersion).toEqual(["cluster-upgrade-verify"]);
+  expect(running.outputDependsOn.kubernetesVersion ?? []).toEqual([]);
   const again = await runProgram({ ...base, kubernetesVersion: "1.36" }, deployedAt(pin("1.35")));
   const s = summary(diffRuns(upgrading, again));
   expect([s.create, s.update, s.replace, s.delete]).toEqual([[], [], [], []]);
