@@ -31,7 +31,6 @@ minor="${BASH_REMATCH[1]}"
 staging_version="v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}"
 # shellcheck source=tools/go-cache.sh
 . "$(dirname "${BASH_SOURCE[0]}")/go-cache.sh"
-cache_root="$HA_K8S_CACHE"
 log() { printf 'kubernetes.sh: %s\n' "$*" >&2; }
 
 binaries=("$@")
@@ -44,7 +43,7 @@ for b in "${binaries[@]}"; do
       ;;
   esac
 done
-path_of() { printf '%s/%s/v%s/%s' "$cache_root" "$1" "$version" "$1"; }
+path_of() { printf '%s/%s/v%s/%s' "$HA_K8S_CACHE" "$1" "$version" "$1"; }
 missing() {
   local b
   for b in "${binaries[@]}"; do [ -x "$(path_of "$b")" ] || echo "$b"; done
@@ -61,14 +60,14 @@ fi
 need_go "$(missing | tr '\n' ' ')v$version"
 
 # One lock per version: concurrent runs build each binary once and share the module download.
-hold_lock "$cache_root/.locks/kubernetes-v$version.lock"
+hold_lock "$HA_K8S_CACHE/.locks/kubernetes-v$version.lock"
 mapfile -t to_build < <(missing) # a concurrent run may have built some while we waited
 if [ "${#to_build[@]}" -eq 0 ]; then
   print_paths
   exit 0
 fi
 
-log "building ${to_build[*]} v$version from k8s.io/kubernetes (first use; a few minutes each, then cached under $cache_root)"
+log "building ${to_build[*]} v$version from k8s.io/kubernetes (first use; a few minutes each, then cached under $HA_K8S_CACHE)"
 enter_build_module ha-k8s.local/kubernetes-build
 export GOFLAGS=-mod=mod
 go mod download "k8s.io/kubernetes@v$version"
@@ -90,7 +89,7 @@ go mod edit "${replaces[@]}" -require="k8s.io/kubernetes@v$version"
 needs_go="$(sed -n 's/^go \([0-9.]*\).*/\1/p' "$upstream_mod")"
 have_go="$(go env GOVERSION | sed 's/^go//')"
 if [ "$(printf '%s\n%s\n' "$needs_go" "$have_go" | sort -V | head -n 1)" != "$needs_go" ]; then
-  log "k8s.io/kubernetes v$version needs Go $needs_go, this is Go $have_go: export GOTOOLCHAIN=go1.27.3 (or newer) and retry"
+  log "k8s.io/kubernetes v$version needs Go $needs_go, this is Go $have_go: export GOTOOLCHAIN=go$needs_go (or newer) and retry"
   exit 1
 fi
 ldflags="-s -w"
@@ -104,7 +103,8 @@ for b in "${to_build[@]}"; do
     log "go build of $b v$version failed (output above)"
     exit 1
   }
-  # Every one of them prints "Kubernetes v1.36.3" (kubeadm: -o short prints just the version).
+  # Each reports the version it was stamped with: kubeadm and kubectl in their own formats, the
+  # control-plane components as "Kubernetes v1.36.3".
   case "$b" in
     kubeadm) reported="$("$work/$b" version -o short)" ;;
     kubectl) reported="$("$work/$b" version --client -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | head -n 1)" ;;
