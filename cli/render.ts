@@ -7,6 +7,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { formatIssues, resolveConfig } from "../render/config";
+import { formatRefusal } from "../render/changes";
 import { renderAll } from "../render/artifacts";
 import { listStacks, readProjectFile, readStackFile } from "../render/project";
 import { readScriptSources } from "../render/scripts";
@@ -63,7 +64,7 @@ export function main(argv: readonly string[]): number {
   }
   const { problems } = upgradeProblems({ kubernetesVersion: options.deployedVersion }, resolved.config);
   if (problems.length > 0) {
-    console.error(`Refusing this change:\n  - ${problems.join("\n  - ")}`);
+    console.error(formatRefusal(problems));
     return 1;
   }
   const { plan, files } = renderAll(resolved.config, readScriptSources(), undefined, {

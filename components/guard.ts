@@ -8,7 +8,12 @@
 
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
-import { ImmutableSettings, controlPlaneChangeProblem, immutableSettingsProblems } from "../render/changes";
+import {
+  ImmutableSettings,
+  controlPlaneChangeProblem,
+  formatRefusal,
+  immutableSettingsProblems,
+} from "../render/changes";
 import { DeployedState } from "../render/plan";
 import { upgradeProblems } from "../render/upgrade";
 
@@ -62,6 +67,6 @@ export async function assertSafeChange(config: ClusterConfig): Promise<GuardedSe
     config,
   );
   problems.push(...upgrade.problems);
-  if (problems.length > 0) throw new pulumi.RunError(`Refusing this change:\n  - ${problems.join("\n  - ")}`);
+  if (problems.length > 0) throw new pulumi.RunError(formatRefusal(problems));
   return { controlPlaneCount: config.controlPlaneCount, immutableSettings: settings, deployed };
 }

@@ -38,3 +38,8 @@ export function immutableSettingsProblems(
       `Build a new stack instead.`,
   );
 }
+
+/** The one message for refused changes, in preview and in the offline render alike. */
+export function formatRefusal(problems: readonly string[]): string {
+  return `Refusing this change:\n  - ${problems.join("\n  - ")}`;
+}

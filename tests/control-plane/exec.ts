@@ -4,6 +4,7 @@
 // before any of it can reach a log or an assertion message.
 
 import { spawn } from "child_process";
+import { sleep } from "../tools";
 
 const secrets = new Set<string>();
 
@@ -103,7 +104,7 @@ export function killGroup(pid: number | undefined, signal: NodeJS.Signals): void
   }
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+export { sleep };
 
 /** Polls until the condition holds; the error names what was awaited and the last reason. */
 export async function waitFor(
