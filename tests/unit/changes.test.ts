@@ -227,17 +227,14 @@ describe("etcd backups across changes", () => {
 });
 
 test("upgrading this program on a running cluster deletes nothing that acts when deleted", async () => {
-  // The dev stack as the previous version of the program left it (tests/unit/fixtures-state-6a545ca-dev.json):
-  // a resource it had that this version neither registers nor aliases is deleted at the end of the
-  // update, and its stored delete command (drain, etcd member removal, kubeadm reset) runs.
-  const previous = (await import("./fixtures-state-6a545ca-dev.json")).resources as {
-    type: string;
-    name: string;
-    delete: boolean;
-  }[];
+  // The resources with a delete command that the previous version of the program left in the dev
+  // stack (tests/unit/fixtures-state-6a545ca-dev.json): one that this version neither registers nor
+  // aliases is deleted at the end of the update, and its stored delete command (drain, etcd member
+  // removal, kubeadm reset) runs.
+  const previous = (await import("./fixtures-state-6a545ca-dev.json")).resources as { type: string; name: string }[];
   const now = await runProgram(readStackFile("dev") as Record<string, string | number>);
   const known = new Set(now.resources.flatMap((r) => [r.name, ...r.aliases].map((n) => `${r.type}::${n}`)));
-  const deletedWithAction = previous.filter((r) => r.delete && !known.has(`${r.type}::${r.name}`)).map((r) => r.name);
+  const deletedWithAction = previous.filter((r) => !known.has(`${r.type}::${r.name}`)).map((r) => r.name);
   expect(deletedWithAction).toEqual([]);
   // The workers' former membership steps live on as their removal steps (an alias: an update that
   // runs nothing, since a removal step has no create command).
