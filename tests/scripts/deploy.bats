@@ -170,6 +170,13 @@ deploy() { run bash "$PROJECT_COPY/tools/deploy.sh" "$@"; }
 
 # A state with a VM, a command on a reachable machine and one on a machine that is gone. The
 # connections are secrets, shown as `pulumi stack export --show-secrets` shows them.
+# Stack dev exists with its project; its next destroy fails once; the state holds its commands.
+a_destroy_that_fails() {
+  touch "$STATE/stack-dev" "$STATE/destroy-fails"
+  echo my-project-123 >"$STATE/project"
+  write_state
+}
+
 write_state() {
   node -e '
 const secret = (v) => ({ "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", plaintext: JSON.stringify(v) });
@@ -183,9 +190,7 @@ console.log(JSON.stringify({ deployment: { resources: [
 }
 
 @test "destroy drops only the commands whose machine cannot be reached, then finishes" {
-  touch "$STATE/stack-dev" "$STATE/destroy-fails"
-  echo my-project-123 >"$STATE/project"
-  write_state
+  a_destroy_that_fails
   # worker-1 (10.10.0.20) is gone: its login times out; cp-1 (10.10.0.10) answers.
   stub ssh 'case "$*" in *10.10.0.20*) echo "ssh: connect to host 10.10.0.20 port 22: Connection timed out" >&2; exit 255 ;; esac; echo ha-k8s-login-ok'
   HA_K8S_UNREACHABLE_AFTER=1 run bash "$PROJECT_COPY/tools/destroy.sh" --yes
@@ -202,9 +207,7 @@ console.log(JSON.stringify({ deployment: { resources: [
 }
 
 @test "a destroy that fails for another reason (a GCP API error) fails and drops nothing" {
-  touch "$STATE/stack-dev" "$STATE/destroy-fails"
-  echo my-project-123 >"$STATE/project"
-  write_state
+  a_destroy_that_fails
   run bash "$PROJECT_COPY/tools/destroy.sh" --yes
   assert_failure
   assert_output --partial "failed for a reason other than unreachable machines"
@@ -214,18 +217,14 @@ console.log(JSON.stringify({ deployment: { resources: [
 }
 
 @test "the exported state with its secrets does not outlive the destroy" {
-  touch "$STATE/stack-dev" "$STATE/destroy-fails"
-  echo my-project-123 >"$STATE/project"
-  write_state
+  a_destroy_that_fails
   export TMPDIR="$MACHINE_DIR/tmp" && mkdir -p "$TMPDIR"
   run bash "$PROJECT_COPY/tools/destroy.sh" --yes
   [ -z "$(ls -A "$TMPDIR")" ]
 }
 
 @test "destroy checks the jump host first: when it cannot be reached, nothing behind it is tried and all is dropped" {
-  touch "$STATE/stack-dev" "$STATE/destroy-fails"
-  echo my-project-123 >"$STATE/project"
-  write_state
+  a_destroy_that_fails
   stub ssh 'echo "ssh: connect to host 198.51.100.7 port 22: Connection timed out" >&2; exit 255'
   HA_K8S_UNREACHABLE_AFTER=1 run bash "$PROJECT_COPY/tools/destroy.sh" --yes
   assert_success
@@ -236,9 +235,7 @@ console.log(JSON.stringify({ deployment: { resources: [
 }
 
 @test "destroying the whole stack drops a control plane's removal that etcd refused for quorum, then finishes" {
-  touch "$STATE/stack-dev" "$STATE/destroy-fails"
-  echo my-project-123 >"$STATE/project"
-  write_state
+  a_destroy_that_fails
   printf '    command:remote:Command (c-cp-2-member):\n      12:00:01 [member-remove.sh] WARNING: REFUSED: etcd will not remove the member of c-cp-2 (91bc3c398fb3c146): without it ...\n' >"$STATE/destroy-output"
   run bash "$PROJECT_COPY/tools/destroy.sh" --yes
   assert_success
@@ -250,9 +247,7 @@ console.log(JSON.stringify({ deployment: { resources: [
 }
 
 @test "a targeted destroy keeps a refused removal and fails, as pulumi up does" {
-  touch "$STATE/stack-dev" "$STATE/destroy-fails"
-  echo my-project-123 >"$STATE/project"
-  write_state
+  a_destroy_that_fails
   printf 'WARNING: REFUSED: etcd will not remove the member of c-cp-2 (91bc3c398fb3c146): ...\n' >"$STATE/destroy-output"
   run bash "$PROJECT_COPY/tools/destroy.sh" --yes --target urn:pulumi:dev::ha-k8s::gcp:compute/instance:Instance::c-cp-2
   assert_failure
@@ -261,9 +256,7 @@ console.log(JSON.stringify({ deployment: { resources: [
 }
 
 @test "the exported state and the key do not outlive a destroy that dropped commands and destroyed again" {
-  touch "$STATE/stack-dev" "$STATE/destroy-fails"
-  echo my-project-123 >"$STATE/project"
-  write_state
+  a_destroy_that_fails
   stub ssh 'echo "ssh: connect to host 198.51.100.7 port 22: Connection timed out" >&2; exit 255'
   export TMPDIR="$MACHINE_DIR/tmp" && mkdir -p "$TMPDIR"
   HA_K8S_UNREACHABLE_AFTER=1 run bash "$PROJECT_COPY/tools/destroy.sh" --yes
@@ -273,9 +266,7 @@ console.log(JSON.stringify({ deployment: { resources: [
 }
 
 @test "a destroy without --yes that did not finish (a declined prompt, no terminal) edits nothing and says how to go on" {
-  touch "$STATE/stack-dev" "$STATE/destroy-fails"
-  echo my-project-123 >"$STATE/project"
-  write_state
+  a_destroy_that_fails
   run bash "$PROJECT_COPY/tools/destroy.sh"
   assert_failure
   assert_output --partial "the state of stack dev is kept"
