@@ -18,6 +18,8 @@ import {
   renderStepCommand,
   renderStepDeleteCommand,
   sshRoute,
+  stepResourceName,
+  stepTimeouts,
   stepTraits,
 } from "../render/steps";
 import { SSH_USER } from "./vm";
@@ -159,9 +161,6 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
             )
         : plain!.bundle;
     const deleteCommand = renderStepDeleteCommand(plan, step, sources);
-    // An upgrade step may wait for a drain (drainTimeoutSeconds) on top of its own bounded waits.
-    const upgrading = step.kind.startsWith("upgrade") && plan.upgrade;
-    const runFor = upgrading ? `${Math.ceil(plan.upgrade!.drainTimeoutSeconds / 60) + 40}m` : "40m";
     const common = {
       stdin,
       // A new VM (replacement) means a new machine: run the step again from scratch.
@@ -181,13 +180,13 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       additionalSecretOutputs: traits.secret ? ["stdout", "stderr"] : [],
       // Undo (delete action) on the old machine before the new one joins.
       deleteBeforeReplace: deleteCommand !== undefined,
-      customTimeouts: { create: runFor, update: runFor, delete: "10m" },
-      aliases: (step.formerIds ?? []).map((id) => ({ name: id.replace("/", "-") })),
+      customTimeouts: stepTimeouts(plan, step),
+      aliases: (step.formerIds ?? []).map((id) => ({ name: stepResourceName(id) })),
       // Init never runs again on a running cluster (kubeadm-init.sh would only find it initialised);
       // a change of its inputs (a script edit) must not run it again: only a new VM (triggers) does.
       ignoreChanges: step.kind === "init" ? ["stdin"] : [],
     };
-    const name = step.id.replace("/", "-");
+    const name = stepResourceName(step.id);
     if (runsOnDeployer(step)) {
       return new command.local.Command(name, { ...common, create: RUN_LOCAL_BUNDLE_COMMAND }, options);
     }

@@ -69,6 +69,28 @@ export const ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf";
 /** The kubelet's own credentials (system:node:<name>): enough to read its own Node object. */
 export const KUBELET_KUBECONFIG = "/etc/kubernetes/kubelet.conf";
 const DELETE_HEREDOC = "HA_K8S_DELETE";
+/** The Pulumi resource name of a step ("<node>/join" -> "<node>-join"). */
+export function stepResourceName(stepId: string): string {
+  return stepId.replace("/", "-");
+}
+
+/**
+ * How long Pulumi lets a step's command run (customTimeouts). 40 minutes covers every bounded wait
+ * of a step; the upgrade steps that drain a node (a control plane's upgrade, a worker's drain) get
+ * drainTimeoutSeconds on top. A delete command is bounded by its own `timeout` (DELETE_TIMEOUT_SECONDS).
+ */
+export function stepTimeouts(plan: Plan, step: Step): { create: string; update: string; delete: string } {
+  const drains =
+    plan.upgrade !== undefined &&
+    (step.kind === "upgrade-drain" || (step.kind === "upgrade" && roleOf(plan, step.subject) === "control-plane"));
+  const runFor = `${40 + (drains ? Math.ceil(plan.upgrade!.drainTimeoutSeconds / 60) : 0)}m`;
+  return { create: runFor, update: runFor, delete: `${Math.ceil(DELETE_TIMEOUT_SECONDS / 60) + 5}m` };
+}
+
+function roleOf(plan: Plan, nodeName: string): string | undefined {
+  return plan.nodes.find((n) => n.name === nodeName)?.role;
+}
+
 /** The exit status of a delete-time script that refuses to go on (scripts/member-remove.sh). */
 const DELETE_REFUSED_EXIT = 75;
 

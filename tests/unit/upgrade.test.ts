@@ -3,6 +3,7 @@
 import { resolveConfig } from "../../render/config";
 import { buildPlan } from "../../render/plan";
 import { readProjectFile } from "../../render/project";
+import { stepTimeouts } from "../../render/steps";
 import { kubernetesVersionChange, parseKubernetesVersion } from "../../render/upgrade";
 import { SUPPORTED_KUBERNETES, asPatchVersion, minorOfVersion } from "../../render/versions";
 
@@ -145,4 +146,25 @@ test("versions as the plan reads them: a minor alone is its pinned patch, or .0 
   // The upgrade's "from" and the plan's creation version agree, for an unpinned minor too.
   const change = kubernetesVersionChange("1.34", "1.35");
   expect(change).toEqual({ kind: "upgrade", from: "1.34.0", to: SUPPORTED_KUBERNETES["1.35"].patch });
+});
+
+test("how long Pulumi lets a step run: drainTimeoutSeconds more only for the steps that drain", () => {
+  const cfg = resolveConfig(
+    { kubernetesVersion: "1.36", clusterName: "c", drainTimeoutSeconds: 1800 },
+    readProjectFile().defaults,
+  ).config!;
+  const plan = buildPlan(cfg, { kubernetesVersion: pin("1.35") });
+  const timeout = (id: string) =>
+    stepTimeouts(
+      plan,
+      plan.steps.find((s) => s.id === id)!,
+    ).create;
+  // A control plane drains itself in its upgrade step; a worker is drained in its own step.
+  expect(timeout("c-cp-1/upgrade")).toBe("70m");
+  expect(timeout("c-worker-1/upgrade-drain")).toBe("70m");
+  expect(timeout("c-worker-1/upgrade")).toBe("40m");
+  expect(timeout("c-worker-1/upgrade-uncordon")).toBe("40m");
+  expect(timeout("c-worker-1/prepare")).toBe("40m");
+  // The delete commands' own `timeout 300`, with a margin.
+  expect(stepTimeouts(plan, plan.steps[0]).delete).toBe("10m");
 });
