@@ -4,7 +4,9 @@
 // travel as staged files (0600), never as arguments or environment (visible in /proc).
 //
 // Two kinds of stage: "machine" steps (create/update over SSH) keep a stage directory per step
-// under /var/lib/ha-k8s/steps, so a re-run finds its earlier inputs; "temporary" bundles (delete-time
+// under /var/lib/ha-k8s/steps, emptied when the step starts, so it holds exactly the inputs of its
+// last run: an optional file a later run no longer stages (registries-mirror.conf once registryMirror
+// is unset) must not linger for the script to find; "temporary" bundles (delete-time
 // actions, and login checks on the deploying machine) stage in a fresh mktemp directory that is
 // removed when they end, so they depend on nothing left behind. Pure: script sources are passed in.
 
@@ -72,7 +74,7 @@ export function renderBundle(input: BundleInput, sources: Readonly<Record<string
   // HA_K8S_ROOT is empty on machines; the script tests point it at a temporary root.
   const stageLines = temporary
     ? ['stage="$(mktemp -d)"', `trap 'rm -rf "$stage"' EXIT`]
-    : [`stage="\${HA_K8S_ROOT:-}"${shellQuote(dir)}`, 'mkdir -p "$stage"'];
+    : [`stage="\${HA_K8S_ROOT:-}"${shellQuote(dir)}`, 'rm -rf "$stage"', 'mkdir -p "$stage"'];
   const env = Object.entries(input.env)
     .map(([key, value]) => `${key}=${shellQuote(value)}\n`)
     .join("");

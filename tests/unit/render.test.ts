@@ -145,6 +145,26 @@ describe("bundles", () => {
     ).toBe("600");
   });
 
+  test("a machine stage holds only the last run's files: an optional file a later run drops is gone (real bash)", () => {
+    const root = execFileSync("mktemp", ["-d"]).toString().trim();
+    const optional = { "lib.sh": "", "demo.sh": 'ls "$HA_K8S_STAGE" | grep -vx -e env -e lib.sh -e demo.sh || true\n' };
+    const run = (files: { name: string; content: string; mode: number }[]) =>
+      execFileSync("bash", ["-s"], {
+        input: renderBundle({ stepId: "demo/step", script: "demo.sh", env: {}, files }, optional).replaceAll(
+          "/var/lib/ha-k8s/steps",
+          root,
+        ),
+      }).toString();
+    expect(
+      run([
+        { name: "data", content: "x", mode: 0o600 },
+        { name: "optional.key", content: "k", mode: 0o644 },
+      ]),
+    ).toBe("data\noptional.key\n");
+    // The next run no longer stages optional.key (its setting was removed): the script must not find it.
+    expect(run([{ name: "data", content: "x", mode: 0o600 }])).toBe("data\n");
+  });
+
   test("rejects a missing script, a bad variable name and content containing the terminator", () => {
     expect(() => renderBundle({ stepId: "a/b", script: "nope.sh", env: {} }, sources)).toThrow(/no script nope.sh/);
     expect(() => renderBundle({ stepId: "a/b", script: "demo.sh", env: { "bad-name": "x" } }, sources)).toThrow(
