@@ -30,7 +30,10 @@ export interface ClusterConfig {
   readonly serviceCidr: string;
   readonly cni: "calico";
   readonly adminCidrs: readonly string[];
-  /** A docker.io mirror CRI-O pulls through (host[:port][/path]); undefined: straight from docker.io. */
+  /**
+   * A mirror CRI-O pulls docker.io, registry.k8s.io and quay.io images through first
+   * (host[:port][/path]); undefined: straight from those registries.
+   */
   readonly registryMirror?: string;
   /** An existing Cloud Storage bucket for etcd snapshots; empty: the program creates one. */
   readonly backupBucket: string;

@@ -12,7 +12,8 @@ import { RenderedFile } from "../../render/artifacts";
 import { CALICO_VERSION } from "../../render/calico";
 import { ClusterConfig } from "../../render/config";
 import { PROJECT_DIR } from "../../render/project";
-import { kubernetesRelease } from "../../render/versions";
+import { MIRRORED_REGISTRIES } from "../../render/crio";
+import { DEFAULT_KUBERNETES_MINOR, kubernetesRelease } from "../../render/versions";
 import { checkEtcdVersion, checkSystemdUnits } from "./systemd";
 
 export interface CheckResult {
@@ -151,7 +152,10 @@ export function pullSources(dropIn: string, image: string): Run | Error {
   }
 }
 
-/** The mirror drop-in parses as TOML and sends docker.io pulls through the mirror, nothing else. */
+/**
+ * The mirror drop-in parses as TOML and sends docker.io, registry.k8s.io and quay.io pulls through
+ * the mirror first, then to the registry itself; images of any other registry never go through it.
+ */
 export function checkRegistriesConfig(file: string, artifact: string, mirror: string | undefined): CheckResult[] {
   const text = fs.readFileSync(file, "utf8");
   const results: CheckResult[] = [];
@@ -167,11 +171,8 @@ export function checkRegistriesConfig(file: string, artifact: string, mirror: st
   const shapeOk =
     !(parsed instanceof Error) &&
     Array.isArray(registries) &&
-    registries.length === 1 &&
-    registries[0].prefix === "docker.io" &&
-    registries[0].location === "docker.io" &&
-    registries[0].mirror?.length === 1 &&
-    registries[0].mirror[0].location === mirror;
+    JSON.stringify(registries.map((r) => r.prefix)) === JSON.stringify(MIRRORED_REGISTRIES) &&
+    registries.every((r) => r.location === r.prefix && r.mirror?.length === 1 && r.mirror[0].location === mirror);
   results.push({
     artifact,
     tool: "toml parse + mirror",
@@ -179,10 +180,15 @@ export function checkRegistriesConfig(file: string, artifact: string, mirror: st
     ok: shapeOk,
     detail: shapeOk ? "" : parsed instanceof Error ? parsed.message : `unexpected content:\n${text}`,
   });
+  const pause = kubernetesRelease(DEFAULT_KUBERNETES_MINOR).pauseImage;
+  const calico = `quay.io/calico/node:${CALICO_VERSION}`;
   const expectations: [string, string[]][] = [
     ["busybox", [`${mirror}/library/busybox:latest`, "docker.io/library/busybox:latest"]],
-    // Calico's own images come from quay.io and never go through the docker.io mirror.
-    [`quay.io/calico/node:${CALICO_VERSION}`, [`quay.io/calico/node:${CALICO_VERSION}`]],
+    // Kubernetes' own images and Calico's: the same path below the mirror first, then their registry.
+    [pause, [`${mirror}/${pause.slice("registry.k8s.io/".length)}`, pause]],
+    [calico, [`${mirror}/${calico.slice("quay.io/".length)}`, calico]],
+    // Any other registry is not the mirror's business.
+    ["ghcr.io/example/tool:1.0", ["ghcr.io/example/tool:1.0"]],
   ];
   for (const [image, expected] of expectations) {
     const sources = pullSources(file, image);

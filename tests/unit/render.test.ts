@@ -232,14 +232,19 @@ describe("small renderers", () => {
     expect(prepareOf("1.37")).toBe(prepareOf("1.36"));
   });
 
-  test("registry mirror: a registries.conf drop-in pulling docker.io through the mirror", () => {
+  test("registry mirror: a registries.conf drop-in pulling docker.io, registry.k8s.io and quay.io through the mirror", () => {
     const text = renderRegistriesDropIn("mirror.gcr.io");
     const parsed = parseToml(text) as {
       registry: { prefix: string; location: string; mirror: { location: string }[] }[];
     };
-    expect(parsed.registry).toEqual([
-      { prefix: "docker.io", location: "docker.io", mirror: [{ location: "mirror.gcr.io" }] },
-    ]);
+    // Each registry stays its own location, so a pull the mirror cannot serve falls back to it.
+    expect(parsed.registry).toEqual(
+      ["docker.io", "registry.k8s.io", "quay.io"].map((registry) => ({
+        prefix: registry,
+        location: registry,
+        mirror: [{ location: "mirror.gcr.io" }],
+      })),
+    );
   });
 
   test("the prepare bundle stages the mirror drop-in only when registryMirror is set", () => {
