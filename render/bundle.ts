@@ -5,10 +5,11 @@
 //
 // Two kinds of stage: "machine" steps (create/update over SSH) keep a stage directory per step
 // under /var/lib/ha-k8s/steps, emptied when the step starts, so it holds exactly the inputs of its
-// last run: an optional file a later run no longer stages (registries-mirror.conf once registryMirror
-// is unset) must not linger for the script to find; "temporary" bundles (delete-time
-// actions, and login checks on the deploying machine) stage in a fresh mktemp directory that is
-// removed when they end, so they depend on nothing left behind. Pure: script sources are passed in.
+// last run: an optional file a later run no longer stages (registries-mirror.conf, a repository key,
+// once their setting is unset) must not linger for the script to find; "temporary" bundles
+// (delete-time actions, and login checks on the deploying machine) stage in a fresh mktemp directory
+// that is removed when they end, so they depend on nothing left behind. Pure: script sources are
+// passed in.
 
 export interface StagedFile {
   /** File name inside the stage directory. */

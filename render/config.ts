@@ -5,6 +5,16 @@
 import { SCHEDULE_FORMS, bucketNameProblem, calendarProblem, createdBucketResourceName } from "./backup";
 import { Ipv4Cidr, PRIVATE_RANGES, cidrToString, isPrivate, overlaps, parseCidr } from "./cidr";
 import { GCE_NAME, KNOWN_MACHINE_FAMILIES, REGION_ZONES, machineShape, zonesOfRegion } from "./gce";
+import {
+  ARMORED_KEY_FORM,
+  MIRROR_URL_FORM,
+  UPSTREAM,
+  abbreviate,
+  armoredKeyProblem,
+  mirrorUrlProblem,
+  normaliseArmoredKey,
+  normaliseMirrorUrl,
+} from "./mirrors";
 import { SUPPORTED_KUBERNETES } from "./versions";
 
 export const PROJECT = "ha-k8s";
@@ -35,6 +45,14 @@ export interface ClusterConfig {
    * (host[:port][/path]); undefined: straight from those registries.
    */
   readonly registryMirror?: string;
+  /** Base URL of a pkgs.k8s.io mirror, without a trailing "/"; undefined: https://pkgs.k8s.io. */
+  readonly kubernetesPackageMirror?: string;
+  /** ASCII-armored key that signs the Kubernetes repository; undefined: its own Release.key. */
+  readonly kubernetesPackageKey?: string;
+  /** Base URL of a download.opensuse.org/repositories mirror (CRI-O), without a trailing "/". */
+  readonly crioPackageMirror?: string;
+  /** ASCII-armored key that signs CRI-O's repository; undefined: its own Release.key. */
+  readonly crioPackageKey?: string;
   /** An existing Cloud Storage bucket for etcd snapshots; empty: the program creates one. */
   readonly backupBucket: string;
   /** Days the created bucket keeps a snapshot. */
@@ -68,6 +86,10 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyKind>> = {
   cni: "string",
   adminCidrs: "array",
   registryMirror: "string",
+  kubernetesPackageMirror: "string",
+  kubernetesPackageKey: "string",
+  crioPackageMirror: "string",
+  crioPackageKey: "string",
   backupBucket: "string",
   backupRetentionDays: "integer",
   backupSchedule: "string",
@@ -266,6 +288,11 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
       return undefined;
     }
     return readInteger(c, key, value);
+  };
+  /** An optional string key: "" when neither the stack nor Pulumi.yaml sets it. */
+  const optional = (key: string): string | undefined => {
+    const value = pick(key);
+    return value === undefined || value === null ? "" : readString(c, key, value);
   };
   const list = (key: string): string[] | undefined => {
     const value = pick(key);
@@ -474,9 +501,7 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
 
   // A registry location as containers-registries.conf(5) takes it: no scheme, lower case, a host
   // with a dot (what tells a registry from a Docker Hub path), an optional port and path.
-  const mirrorValue = pick("registryMirror");
-  const registryMirror =
-    mirrorValue === undefined || mirrorValue === null ? "" : readString(c, "registryMirror", mirrorValue);
+  const registryMirror = optional("registryMirror");
   if (registryMirror && !REGISTRY_LOCATION.test(registryMirror)) {
     c.error(
       "registryMirror",
@@ -484,6 +509,36 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
         `e.g. mirror.gcr.io or europe-docker.pkg.dev/my-project/docker-hub (or leave it empty for no mirror)`,
     );
   }
+  // Mirrors for a restricted egress (render/mirrors.ts has the rules): package repositories and their
+  // keys.
+  const mirrorUrl = (key: string, upstream: string): string | undefined => {
+    const value = optional(key);
+    const problem = value ? mirrorUrlProblem(value) : undefined;
+    if (problem) {
+      c.error(
+        key,
+        `"${value}" ${problem}; allowed: ${MIRROR_URL_FORM}, e.g. https://mirror.example.com/path (or leave it empty for ${upstream})`,
+      );
+    }
+    return value ? normaliseMirrorUrl(value) : value;
+  };
+  const packageKey = (key: string, repository: string): string | undefined => {
+    const value = optional(key);
+    const problem = value ? armoredKeyProblem(value) : undefined;
+    if (problem) {
+      c.error(
+        key,
+        `${show(abbreviate(value!))} is not a repository key: it ${problem}; allowed: ${ARMORED_KEY_FORM} ` +
+          `(or leave it empty to download the ${repository} repository's own Release.key)`,
+      );
+    }
+    return value && !problem ? normaliseArmoredKey(value) : value;
+  };
+  const kubernetesPackageMirror = mirrorUrl("kubernetesPackageMirror", UPSTREAM.kubernetesPackages);
+  const kubernetesPackageKey = packageKey("kubernetesPackageKey", "Kubernetes");
+  const crioPackageMirror = mirrorUrl("crioPackageMirror", UPSTREAM.crioPackages);
+  const crioPackageKey = packageKey("crioPackageKey", "CRI-O");
+
   // etcd backups (render/backup.ts has the naming and schedule rules).
   const backupBucket = str("backupBucket");
   if (backupBucket !== undefined && backupBucket !== "") {
@@ -571,6 +626,10 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
       cni: cni as "calico",
       adminCidrs: adminCidrs!,
       registryMirror: registryMirror || undefined,
+      kubernetesPackageMirror: kubernetesPackageMirror || undefined,
+      kubernetesPackageKey: kubernetesPackageKey || undefined,
+      crioPackageMirror: crioPackageMirror || undefined,
+      crioPackageKey: crioPackageKey || undefined,
       backupBucket: backupBucket!,
       backupRetentionDays: backupRetentionDays!,
       backupSchedule: backupSchedule!,

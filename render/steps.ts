@@ -69,6 +69,12 @@ export const ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf";
 /** The kubelet's own credentials (system:node:<name>): enough to read its own Node object. */
 export const KUBELET_KUBECONFIG = "/etc/kubernetes/kubelet.conf";
 const DELETE_HEREDOC = "HA_K8S_DELETE";
+/**
+ * The staged signing keys of the package repositories (kubernetesPackageKey, crioPackageKey):
+ * add_apt_repo (scripts/lib.sh) installs a staged key instead of downloading the repository's
+ * Release.key. Public keys, so neither secret nor removed after the step.
+ */
+export const PACKAGE_KEY_FILES = { kubernetes: "kubernetes-release.key", crio: "cri-o-release.key" } as const;
 /** The Pulumi resource name of a step ("<node>/join" -> "<node>-join"). */
 export function stepResourceName(stepId: string): string {
   return stepId.replace("/", "-");
@@ -176,6 +182,17 @@ interface StepSpec {
   extraScripts?: string[];
 }
 
+/** The repository keys the configuration pins, for the steps that add the package repositories. */
+function packageKeyFiles(config: ClusterConfig): StepFile[] {
+  const keys: [string, string | undefined][] = [
+    [PACKAGE_KEY_FILES.kubernetes, config.kubernetesPackageKey],
+    [PACKAGE_KEY_FILES.crio, config.crioPackageKey],
+  ];
+  return keys.flatMap(([name, content]) =>
+    content === undefined ? [] : [{ name, content, mode: 0o644, kind: "other" as const }],
+  );
+}
+
 function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: DeployValues | undefined): StepSpec {
   // Only secret steps receive deploy-time values, so a step that is logged can never carry one.
   const values = (): DeployValues => {
@@ -219,7 +236,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
         script: "prepare-node.sh",
         env: {
           NODE_ROLE: subject!.role,
-          K8S_RELEASES: releaseTable(),
+          K8S_RELEASES: releaseTable(config),
           K8S_DEFAULT_MINOR: minorOfVersion(plan.cluster.createdWithVersion),
           API_ENDPOINT: apiEndpoint,
           REGISTRIES_DROP_IN: REGISTRIES_DROP_IN_PATH,
@@ -231,6 +248,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
             mode: 0o644,
             kind: "other" as const,
           })),
+          ...packageKeyFiles(config),
           ...(config.registryMirror
             ? [
                 {
@@ -380,12 +398,20 @@ function upgradeSpec(config: ClusterConfig, plan: Plan, step: Step, subject: Pla
           UPGRADE_ACTION: subject!.name === first.name ? "apply" : "node",
           K8S_MINOR: config.kubernetesVersion,
           K8S_DEB_VERSION: release.debVersion,
-          KUBERNETES_APT_REPO: kubernetesAptRepo(config.kubernetesVersion),
-          CRIO_APT_REPO: crioAptRepo(config.kubernetesVersion),
+          KUBERNETES_APT_REPO: kubernetesAptRepo(config.kubernetesVersion, config),
+          CRIO_APT_REPO: crioAptRepo(config.kubernetesVersion, config),
           ...target,
           ...drain,
         },
-        files: [{ name: "crio.conf", content: renderCrioDropIn(config.kubernetesVersion), mode: 0o644, kind: "other" }],
+        files: [
+          {
+            name: "crio.conf",
+            content: renderCrioDropIn(config.kubernetesVersion),
+            mode: 0o644,
+            kind: "other",
+          },
+          ...packageKeyFiles(config),
+        ],
       };
     }
     case "upgrade-drain":

@@ -2,6 +2,8 @@
 // DEFAULT_KUBERNETES_MINOR); `npm run test:artifacts` then builds that kubeadm and checks that the
 // rendered configs and the pause image still match it.
 
+import { UPSTREAM } from "./mirrors";
+
 export interface KubernetesRelease {
   /** Exact upstream patch release installed and passed to kubeadm (kubernetesVersion). */
   readonly patch: string;
@@ -71,13 +73,23 @@ export function asPatchVersion(version: string): string {
   return SUPPORTED_KUBERNETES[plain]?.patch ?? `${plain}.0`;
 }
 
-/** Package repositories (kubernetes.io blog 2023-08-15; cri-o/packaging README, commit b133393). */
-export function kubernetesAptRepo(minor: string): string {
-  return `https://pkgs.k8s.io/core:/stable:/v${minor}/deb/`;
+/** The package mirrors of a configuration (ClusterConfig); undefined: the upstream repositories. */
+export interface PackageMirrors {
+  readonly kubernetesPackageMirror?: string;
+  readonly crioPackageMirror?: string;
 }
 
-export function crioAptRepo(minor: string): string {
-  return `https://download.opensuse.org/repositories/isv:/cri-o:/stable:/${kubernetesRelease(minor).crioStream}/deb/`;
+/**
+ * Package repositories (kubernetes.io blog 2023-08-15; cri-o/packaging README, commit b133393), at
+ * their upstream or under a mirror's base URL with the same layout below it.
+ */
+export function kubernetesAptRepo(minor: string, mirrors: PackageMirrors = {}): string {
+  return `${mirrors.kubernetesPackageMirror ?? UPSTREAM.kubernetesPackages}/core:/stable:/v${minor}/deb/`;
+}
+
+export function crioAptRepo(minor: string, mirrors: PackageMirrors = {}): string {
+  const base = mirrors.crioPackageMirror ?? UPSTREAM.crioPackages;
+  return `${base}/isv:/cri-o:/stable:/${kubernetesRelease(minor).crioStream}/deb/`;
 }
 
 /**
@@ -85,9 +97,11 @@ export function crioAptRepo(minor: string): string {
  * "<minor> <patch> <deb version> <Kubernetes repository> <CRI-O repository>". A new machine picks
  * the line of the minor the cluster runs when it is prepared.
  */
-export function releaseTable(): string {
+export function releaseTable(mirrors: PackageMirrors = {}): string {
   return Object.entries(SUPPORTED_KUBERNETES)
-    .map(([minor, r]) => [minor, r.patch, r.debVersion, kubernetesAptRepo(minor), crioAptRepo(minor)].join(" "))
+    .map(([minor, r]) =>
+      [minor, r.patch, r.debVersion, kubernetesAptRepo(minor, mirrors), crioAptRepo(minor, mirrors)].join(" "),
+    )
     .join("\n");
 }
 

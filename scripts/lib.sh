@@ -152,6 +152,12 @@ staged() {
   printf '%s' "$file"
 }
 
+# The staged input file <name> when the step stages it (an optional input), else nothing.
+staged_if_present() {
+  local file="${HA_K8S_STAGE:?HA_K8S_STAGE is not set}/$1"
+  [ ! -f "$file" ] || printf '%s' "$file"
+}
+
 require_env() {
   local name
   for name in "$@"; do
@@ -179,17 +185,25 @@ etcdctl_local() {
 # listening_on <port>: something accepts TCP connections on that local port.
 listening_on() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
-# add_apt_repo <name> <url>: fetches <url>Release.key (retried), dearmors it into
-# /etc/apt/keyrings/<name>-apt-keyring.gpg and writes /etc/apt/sources.list.d/<name>.list. Returns 0
-# when it changed something (an apt-get update is due), 1 when both were already right.
+# add_apt_repo <name> <url> [<key file>]: dearmors the repository's signing key into
+# /etc/apt/keyrings/<name>-apt-keyring.gpg and writes /etc/apt/sources.list.d/<name>.list. The key is
+# <key file> when given (an ASCII-armored key the configuration pins: kubernetesPackageKey,
+# crioPackageKey, e.g. for a mirror that signs with its own key), and nothing is downloaded;
+# otherwise <url>Release.key, downloaded (retried). Returns 0 when it changed something (an apt-get
+# update is due), 1 when both were already right.
 add_apt_repo() {
-  local name="$1" url="$2" key tmp changed=1
+  local name="$1" url="$2" armored="${3:-}" key tmp changed=1
   mkdir -p "$(root_path /etc/apt/keyrings)"
   key="$(root_path "/etc/apt/keyrings/$name-apt-keyring.gpg")"
   tmp="$(mktemp)"
-  retry 5 curl -fsSL --connect-timeout 10 --max-time 60 "${url}Release.key" -o "$tmp.asc" ||
-    die "cannot download the $name repository key from ${url}Release.key"
-  gpg --batch --yes --dearmor -o "$tmp" "$tmp.asc"
+  if [ -n "$armored" ]; then
+    log "the $name repository's key is the configured one (not downloading ${url}Release.key)"
+  else
+    armored="$tmp.asc"
+    retry 5 curl -fsSL --connect-timeout 10 --max-time 60 "${url}Release.key" -o "$armored" ||
+      die "cannot download the $name repository key from ${url}Release.key"
+  fi
+  gpg --batch --yes --dearmor -o "$tmp" "$armored" || die "the $name repository key is not an ASCII-armored OpenPGP key"
   rm -f "$tmp.asc"
   if install_file "$tmp" "$key" 644; then changed=0; fi
   rm -f "$tmp"

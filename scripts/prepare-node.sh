@@ -17,7 +17,8 @@
 #   registry mirror drop-in goes).
 # Inputs (staged files): crio-<minor>.conf per supported minor, the CRI-O drop-in (pause image,
 #   systemd cgroups); registries-mirror.conf when registryMirror is set (absent: any earlier mirror
-#   drop-in is removed).
+#   drop-in is removed); kubernetes-release.key and cri-o-release.key when kubernetesPackageKey and
+#   crioPackageKey are set (the repositories' signing keys, used instead of downloading Release.key).
 #
 # Safe to run again: every file is written only when its content differs, apt-get update runs only
 # when a repository changed or a package is missing, services restart only when their config changed.
@@ -103,8 +104,10 @@ else
   # --- package repositories: keys and sources, written only when they differ ---------------------
   apt_changed=false
   log "configuring repositories: Kubernetes $K8S_MINOR and CRI-O $K8S_MINOR"
-  if add_apt_repo kubernetes "$KUBERNETES_APT_REPO"; then apt_changed=true; fi
-  if add_apt_repo cri-o "$CRIO_APT_REPO"; then apt_changed=true; fi
+  if add_apt_repo kubernetes "$KUBERNETES_APT_REPO" "$(staged_if_present kubernetes-release.key)"; then
+    apt_changed=true
+  fi
+  if add_apt_repo cri-o "$CRIO_APT_REPO" "$(staged_if_present cri-o-release.key)"; then apt_changed=true; fi
 
   # --- packages -----------------------------------------------------------------------------------
   needs_install=false

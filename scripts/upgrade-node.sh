@@ -17,7 +17,9 @@
 #   K8S_MINOR (1.37), K8S_VERSION (v1.37.2), K8S_DEB_VERSION (1.37.2-1.1), KUBERNETES_APT_REPO,
 #   CRIO_APT_REPO, KUBECONFIG_PATH (a control plane's admin.conf; unused on workers),
 #   DRAIN_TIMEOUT_SECONDS.
-# Inputs (staged files): crio.conf (the CRI-O drop-in of the new minor: its pause image).
+# Inputs (staged files): crio.conf (the CRI-O drop-in of the new minor: its pause image);
+#   kubernetes-release.key and cri-o-release.key when kubernetesPackageKey and crioPackageKey are set
+#   (the repositories' signing keys, used instead of downloading Release.key).
 #
 # Safe to run again, and resumable: every phase checks whether it is done (package versions, the
 # cluster's kubeadm-config, the local static pod manifests, the Node's kubelet version, the running
@@ -68,8 +70,10 @@ log "upgrading $NODE_NAME ($NODE_ROLE) from kubelet $(installed_version kubelet)
 
 # --- repositories of the new minor, then kubeadm ------------------------------------------------
 apt_changed=false
-if add_apt_repo kubernetes "$KUBERNETES_APT_REPO"; then apt_changed=true; fi
-if add_apt_repo cri-o "$CRIO_APT_REPO"; then apt_changed=true; fi
+if add_apt_repo kubernetes "$KUBERNETES_APT_REPO" "$(staged_if_present kubernetes-release.key)"; then
+  apt_changed=true
+fi
+if add_apt_repo cri-o "$CRIO_APT_REPO" "$(staged_if_present cri-o-release.key)"; then apt_changed=true; fi
 if [ "$apt_changed" = true ] || ! packages_at_target; then
   log "apt-get update for Kubernetes and CRI-O $K8S_MINOR"
   retry 3 apt_get update -q

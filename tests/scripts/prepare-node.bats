@@ -72,6 +72,25 @@ setup() {
   [ "$(count_calls '^apt-get')" -eq 0 ]
 }
 
+@test "staged repository keys (kubernetesPackageKey, crioPackageKey): installed, no Release.key downloaded" {
+  cp "$REPO/tests/artifacts/fixtures/openpgp-public-key.asc" "$HA_K8S_STAGE/kubernetes-release.key"
+  cp "$REPO/tests/artifacts/fixtures/openpgp-public-key.asc" "$HA_K8S_STAGE/cri-o-release.key"
+  run_script prepare-node.sh
+  assert_success
+  [ "$(count_calls 'Release.key')" -eq 0 ]
+  assert_call_order "^gpg --batch --yes --dearmor -o .* $HA_K8S_STAGE/kubernetes-release.key$" \
+    "^gpg --batch --yes --dearmor -o .* $HA_K8S_STAGE/cri-o-release.key$" "^apt-get .* update"
+  [ -f "$HA_K8S_ROOT/etc/apt/keyrings/kubernetes-apt-keyring.gpg" ] && [ -f "$HA_K8S_ROOT/etc/apt/keyrings/cri-o-apt-keyring.gpg" ]
+}
+
+@test "one staged key: that repository's key is the staged one, the other's is downloaded" {
+  cp "$REPO/tests/artifacts/fixtures/openpgp-public-key.asc" "$HA_K8S_STAGE/cri-o-release.key"
+  run_script prepare-node.sh
+  assert_success
+  assert_call_order "^curl .*pkgs.k8s.io/core:/stable:/v1.36/deb/Release.key" "^gpg .* $HA_K8S_STAGE/cri-o-release.key$"
+  [ "$(count_calls 'cri-o.*Release.key')" -eq 0 ]
+}
+
 @test "workers do not pre-pull control-plane images" {
   NODE_ROLE=worker run_script prepare-node.sh
   assert_success

@@ -91,6 +91,19 @@ esac; exit 0'
   assert_output --partial "c-cp-1 runs Kubernetes v1.37.2"
 }
 
+@test "staged repository keys: the new minor's repositories get them, no Release.key is downloaded" {
+  cp "$REPO/tests/artifacts/fixtures/openpgp-public-key.asc" "$HA_K8S_STAGE/kubernetes-release.key"
+  cp "$REPO/tests/artifacts/fixtures/openpgp-public-key.asc" "$HA_K8S_STAGE/cri-o-release.key"
+  run_script upgrade-node.sh
+  assert_success
+  [ "$(count_calls 'Release.key')" -eq 0 ]
+  assert_call_order "^gpg --batch --yes --dearmor -o .* $HA_K8S_STAGE/kubernetes-release.key$" \
+    "^gpg --batch --yes --dearmor -o .* $HA_K8S_STAGE/cri-o-release.key$" "^apt-get .* update" \
+    "^apt-get .* install .*kubeadm=1.37.2-1.1"
+  assert_equal "$(cat "$HA_K8S_ROOT/etc/apt/sources.list.d/cri-o.list")" \
+    "deb [signed-by=/etc/apt/keyrings/cri-o-apt-keyring.gpg] $CRIO_APT_REPO /"
+}
+
 @test "a second run changes nothing" {
   run_script upgrade-node.sh
   : >"$CALLS"

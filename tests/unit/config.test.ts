@@ -1,6 +1,7 @@
 import { RawConfig, resolveConfig, CONFIG_KEYS } from "../../render/config";
 import { listStacks, readProjectFile, readStackFile } from "../../render/project";
 import { zonesOfRegion, machineShape } from "../../render/gce";
+import { TEST_OPENPGP_KEY } from "./fixtures";
 
 const project = readProjectFile();
 const resolve = (values: RawConfig) => resolveConfig(values, project.defaults);
@@ -70,6 +71,51 @@ describe("valid configurations", () => {
     expect(result.config?.registryMirror).toBe(expected);
   });
 
+  test.each([
+    [
+      "kubernetesPackageMirror",
+      "https://artifactory.example.com/pkgs-k8s/",
+      "https://artifactory.example.com/pkgs-k8s",
+    ],
+    ["kubernetesPackageMirror", "http://192.0.2.20:8080", "http://192.0.2.20:8080"],
+    ["crioPackageMirror", "https://mirror.example.com/opensuse//", "https://mirror.example.com/opensuse"],
+  ])("%s %j is accepted as %j", (key, value, expected) => {
+    const result = resolve({ [key]: value });
+    expect(result.errors).toEqual([]);
+    expect((result.config as unknown as Record<string, unknown>)[key]).toBe(expected);
+  });
+
+  test("repository keys: an armored block is accepted with CRLF, indentation, headers or no checksum, staged as GnuPG writes it", () => {
+    // GnuPG's own armor (64 characters a line, the checksum line): what gpg 2.2 dearmors reliably.
+    const withHeader = TEST_OPENPGP_KEY.replace("\n\n", "\nComment: pasted from a mirror's page\n\n");
+    for (const key of ["kubernetesPackageKey", "crioPackageKey"]) {
+      for (const variant of [
+        TEST_OPENPGP_KEY,
+        `\n  ${TEST_OPENPGP_KEY.replace(/\n/g, "\r\n  ")}  \n`,
+        withHeader,
+        TEST_OPENPGP_KEY.replace(/^=.{4}\n/m, ""),
+      ]) {
+        const result = resolve({ [key]: variant });
+        expect(result.errors).toEqual([]);
+        expect((result.config as unknown as Record<string, string>)[key]).toBe(TEST_OPENPGP_KEY);
+      }
+    }
+  });
+
+  test("the mirror keys left empty are today's behaviour: nothing set", () => {
+    const result = resolve({
+      kubernetesPackageMirror: "",
+      kubernetesPackageKey: "",
+      crioPackageMirror: "",
+      crioPackageKey: "",
+    });
+    expect(result.errors).toEqual([]);
+    expect(result.config).toEqual(resolve({}).config);
+    for (const key of ["kubernetesPackageMirror", "kubernetesPackageKey", "crioPackageMirror", "crioPackageKey"]) {
+      expect((resolve({}).config as unknown as Record<string, unknown>)[key]).toBeUndefined();
+    }
+  });
+
   test("machine shapes are computed from the family tables", () => {
     expect(machineShape("e2-medium")).toEqual({ vcpus: 2, memoryMb: 4096 });
     expect(machineShape("n1-standard-2")).toEqual({ vcpus: 2, memoryMb: 7680 });
@@ -78,8 +124,115 @@ describe("valid configurations", () => {
   });
 });
 
+/** TEST_OPENPGP_KEY with its key data changed: the first packet byte, or one character of the data. */
+const keyWith = (change: (data: Buffer) => void): string => {
+  const lines = TEST_OPENPGP_KEY.trim().split("\n");
+  const body = lines.slice(2, -2).join("");
+  const data = Buffer.from(body, "base64");
+  change(data);
+  const base64 = data.toString("base64").match(/.{1,64}/g)!;
+  return [lines[0], "", ...base64, lines.at(-2)!, lines.at(-1)!].join("\n");
+};
+
 // Each invalid case: the values, the key the message must name, and a fragment of the message.
 const invalid: [string, RawConfig, string, RegExp][] = [
+  // Mirrors and repository keys (render/mirrors.ts)
+  [
+    "package mirror without a scheme",
+    { kubernetesPackageMirror: "pkgs.example.com/k8s" },
+    "ha-k8s:kubernetesPackageMirror",
+    /"pkgs.example.com\/k8s" does not start with http:\/\/ or https:\/\/; allowed: http:\/\/ or https:\/\/.*\(or leave it empty for https:\/\/pkgs.k8s.io\)/,
+  ],
+  [
+    "package mirror over ftp",
+    { kubernetesPackageMirror: "ftp://m.example.com" },
+    "ha-k8s:kubernetesPackageMirror",
+    /"ftp:\/\/m.example.com" has the scheme ftp:\/\//,
+  ],
+  [
+    "package mirror with a query",
+    { kubernetesPackageMirror: "https://m.example.com/k8s?token=1" },
+    "ha-k8s:kubernetesPackageMirror",
+    /has a query/,
+  ],
+  [
+    "package mirror with a fragment",
+    { crioPackageMirror: "https://m.example.com/#top" },
+    "ha-k8s:crioPackageMirror",
+    /"https:\/\/m.example.com\/#top" has a fragment/,
+  ],
+  [
+    "package mirror with credentials",
+    { crioPackageMirror: "https://user:secret@m.example.com/opensuse" },
+    "ha-k8s:crioPackageMirror",
+    /carries credentials.*plain text.*or leave it empty for https:\/\/download.opensuse.org\/repositories/,
+  ],
+  [
+    "package mirror with whitespace",
+    { crioPackageMirror: "https://m.example.com/open suse" },
+    "ha-k8s:crioPackageMirror",
+    /"https:\/\/m.example.com\/open suse" contains whitespace/,
+  ],
+  [
+    "package mirror without a host",
+    { kubernetesPackageMirror: "https:///k8s" },
+    "ha-k8s:kubernetesPackageMirror",
+    /has no host/,
+  ],
+  [
+    "package mirror with a quote",
+    { kubernetesPackageMirror: 'https://m.example.com/"k8s"' },
+    "ha-k8s:kubernetesPackageMirror",
+    /contains "\\"", which a URL cannot hold/,
+  ],
+  [
+    "a package key that is no key",
+    { kubernetesPackageKey: "not a key" },
+    "ha-k8s:kubernetesPackageKey",
+    /"not a key" is not a repository key: it does not start with "-----BEGIN PGP PUBLIC KEY BLOCK-----"; allowed: one ASCII-armored/,
+  ],
+  [
+    "a private key block",
+    { kubernetesPackageKey: "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQ==\n-----END PGP PRIVATE KEY BLOCK-----" },
+    "ha-k8s:kubernetesPackageKey",
+    /"-----BEGIN PGP PRIVATE KEY BLOCK-----…" is not a repository key: it is a private key block; give the public key/,
+  ],
+  [
+    "a key cut short",
+    { crioPackageKey: TEST_OPENPGP_KEY.split("\n").slice(0, 4).join("\n") },
+    "ha-k8s:crioPackageKey",
+    /has no "-----END PGP PUBLIC KEY BLOCK-----" line; allowed: one ASCII-armored OpenPGP public key block, from "-----BEGIN PGP PUBLIC KEY BLOCK-----" to "-----END PGP PUBLIC KEY BLOCK-----" \(or leave it empty to download the CRI-O repository's own Release.key\)/,
+  ],
+  [
+    "two key blocks",
+    { crioPackageKey: TEST_OPENPGP_KEY + TEST_OPENPGP_KEY },
+    "ha-k8s:crioPackageKey",
+    /has more after its "-----END PGP PUBLIC KEY BLOCK-----" line \(one block only\)/,
+  ],
+  [
+    "a key damaged when copied",
+    { crioPackageKey: keyWith((data) => (data[20] ^= 1)) },
+    "ha-k8s:crioPackageKey",
+    /fails its armor checksum/,
+  ],
+  [
+    "a secret key in a public block",
+    { crioPackageKey: keyWith((data) => (data[0] = 0x94)) },
+    "ha-k8s:crioPackageKey",
+    /holds a secret key/,
+  ],
+  [
+    "a key whose data is no OpenPGP packet",
+    { kubernetesPackageKey: keyWith((data) => (data[0] = 0x41)) },
+    "ha-k8s:kubernetesPackageKey",
+    /does not hold an OpenPGP public key/,
+  ],
+  [
+    "a key with a line that is not base64",
+    { kubernetesPackageKey: TEST_OPENPGP_KEY.replace(/\n\n(.)/, "\n\n*$1") },
+    "ha-k8s:kubernetesPackageKey",
+    /holds a line that is not base64; allowed: one ASCII-armored OpenPGP public key block.*\(or leave it empty to download the Kubernetes repository's own Release.key\)/,
+  ],
   ["mirror with a scheme", { registryMirror: "https://mirror.gcr.io" }, "ha-k8s:registryMirror", /without a scheme/],
   ["mirror in upper case", { registryMirror: "Mirror.GCR.io" }, "ha-k8s:registryMirror", /lower case/],
   ["mirror with a trailing slash", { registryMirror: "mirror.gcr.io/" }, "ha-k8s:registryMirror", /host\[:port\]/],
@@ -236,6 +389,30 @@ describe("invalid configurations are rejected with the key, the value and what i
         "ha-k8s:adminCidrs",
       ]),
     );
+  });
+
+  test("every invalid mirror key is reported at once, each naming its key and value", () => {
+    const result = resolve({
+      kubernetesPackageMirror: "pkgs.example.com",
+      kubernetesPackageKey: "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+      crioPackageMirror: "https://m.example.com/?x",
+      crioPackageKey: "key",
+      registryMirror: "https://mirror.gcr.io",
+    });
+    expect(result.errors.map((e) => e.key).sort()).toEqual(
+      [
+        "ha-k8s:crioPackageKey",
+        "ha-k8s:crioPackageMirror",
+        "ha-k8s:kubernetesPackageKey",
+        "ha-k8s:kubernetesPackageMirror",
+        "ha-k8s:registryMirror",
+      ].sort(),
+    );
+    const message = (key: string) => result.errors.find((e) => e.key === `ha-k8s:${key}`)!.message;
+    expect(message("kubernetesPackageMirror")).toContain('"pkgs.example.com"');
+    expect(message("kubernetesPackageKey")).toContain('"-----BEGIN PGP PUBLIC KEY BLOCK-----"');
+    expect(message("crioPackageMirror")).toContain('"https://m.example.com/?x"');
+    expect(message("crioPackageKey")).toContain('"key"');
   });
 
   test("the message quotes the bad value", () => {

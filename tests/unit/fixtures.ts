@@ -1,5 +1,8 @@
 // Fixed inputs shared by the unit tests.
 
+import * as fs from "fs";
+import * as path from "path";
+
 /** A real self-signed certificate (openssl, EC P-256) so caCertHash runs on real input. */
 export const TEST_CA_CERT = `-----BEGIN CERTIFICATE-----
 MIIBgDCCASWgAwIBAgIUcX81bcQmOqsiiElsZ8cGVQanBTIwCgYIKoZIzj0EAwIw
@@ -26,3 +29,12 @@ export const FAKE_ADMIN_CONF = [
   "kind: Config",
   "",
 ].join("\n");
+
+/**
+ * A real ASCII-armored OpenPGP public key (gpg 2.2, ed25519, generated for these tests; its private
+ * half was never kept), as a repository's Release.key looks. Shared with the artifact suite and bats.
+ */
+export const TEST_OPENPGP_KEY = fs.readFileSync(
+  path.join(__dirname, "../artifacts/fixtures/openpgp-public-key.asc"),
+  "utf8",
+);
