@@ -35,6 +35,7 @@ export async function assertSafeChange(config: ClusterConfig): Promise<GuardedSe
     subnetCidr: config.subnetCidr,
     podCidr: config.podCidr,
     serviceCidr: config.serviceCidr,
+    imageRepository: config.imageRepository ?? "",
   };
   const [previousCount, previousSettings, previousVersion, createdWith, previousNodes] = await Promise.all([
     self.getOutputDetails("controlPlaneCount"),

@@ -22,21 +22,56 @@ export function controlPlaneChangeProblem(previous: number | undefined, next: nu
   );
 }
 
-/** Settings baked into the running cluster: changing them would rebuild every machine at once. */
-export const IMMUTABLE_SETTINGS = ["clusterName", "region", "subnetCidr", "podCidr", "serviceCidr"] as const;
+/**
+ * Settings baked into the running cluster. The networks and names: changing them would rebuild every
+ * machine at once. imageRepository: kubeadm init wrote it into the kubeadm-config ConfigMap, which
+ * every later join and `kubeadm upgrade` reads (not our config), and init never runs again on a
+ * running cluster; only the CRI-O pause image of machines prepared or upgraded later would follow
+ * the new value, so the nodes would pull from both repositories, and from a repository that was
+ * meant to be left (restricted egress) without anyone noticing. Refused rather than half applied.
+ */
+export const IMMUTABLE_SETTINGS = [
+  "clusterName",
+  "region",
+  "subnetCidr",
+  "podCidr",
+  "serviceCidr",
+  "imageRepository",
+] as const;
 export type ImmutableSettings = Record<(typeof IMMUTABLE_SETTINGS)[number], string>;
+
+/**
+ * What a deployment from before a setting existed had: its outputs lack the setting, and the cluster
+ * was built with this value ("" for imageRepository: registry.k8s.io, kubeadm's default).
+ */
+const VALUE_BEFORE_IT_EXISTED: Partial<ImmutableSettings> = { imageRepository: "" };
+
+const keyName = (key: (typeof IMMUTABLE_SETTINGS)[number]) => (key === "region" ? "gcp:region" : `ha-k8s:${key}`);
 
 export function immutableSettingsProblems(
   previous: Partial<ImmutableSettings> | undefined,
   next: ImmutableSettings,
 ): string[] {
   if (!previous) return [];
-  return IMMUTABLE_SETTINGS.filter((key) => previous[key] !== undefined && previous[key] !== next[key]).map(
-    (key) =>
-      `${key === "region" ? "gcp:region" : `ha-k8s:${key}`}: "${previous[key]}" -> "${next[key]}" is refused: the running cluster is ` +
-      `built on it (addresses, certificates, etcd); changing it would replace every machine at once and lose etcd. ` +
-      `Build a new stack instead.`,
-  );
+  return IMMUTABLE_SETTINGS.flatMap((key) => {
+    const before = previous[key] ?? VALUE_BEFORE_IT_EXISTED[key];
+    if (before === undefined || before === next[key]) return [];
+    if (key === "imageRepository") {
+      const shown = (value: string) => (value === "" ? '"" (registry.k8s.io)' : `"${value}"`);
+      return [
+        `${keyName(key)}: ${shown(before)} -> ${shown(next[key])} is refused: kubeadm init wrote it into the ` +
+          `cluster's kubeadm-config ConfigMap, which every join and upgrade reads, and init never runs again; only ` +
+          `the CRI-O pause image of machines prepared later would follow, so the nodes would pull from both. ` +
+          `Keep ${shown(before)}${before === "" ? " (registryMirror pulls registry.k8s.io through a mirror)" : ""}, ` +
+          `or build a new stack with the new one.`,
+      ];
+    }
+    return [
+      `${keyName(key)}: "${before}" -> "${next[key]}" is refused: the running cluster is ` +
+        `built on it (addresses, certificates, etcd); changing it would replace every machine at once and lose etcd. ` +
+        `Build a new stack instead.`,
+    ];
+  });
 }
 
 /** The one message for refused changes, in preview and in the offline render alike. */

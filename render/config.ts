@@ -53,6 +53,8 @@ export interface ClusterConfig {
   readonly crioPackageMirror?: string;
   /** ASCII-armored key that signs CRI-O's repository; undefined: its own Release.key. */
   readonly crioPackageKey?: string;
+  /** kubeadm's imageRepository (host[:port][/path]); undefined: registry.k8s.io, kubeadm's default. */
+  readonly imageRepository?: string;
   /** An existing Cloud Storage bucket for etcd snapshots; empty: the program creates one. */
   readonly backupBucket: string;
   /** Days the created bucket keeps a snapshot. */
@@ -90,6 +92,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyKind>> = {
   kubernetesPackageKey: "string",
   crioPackageMirror: "string",
   crioPackageKey: "string",
+  imageRepository: "string",
   backupBucket: "string",
   backupRetentionDays: "integer",
   backupSchedule: "string",
@@ -510,7 +513,7 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
     );
   }
   // Mirrors for a restricted egress (render/mirrors.ts has the rules): package repositories and their
-  // keys.
+  // keys, kubeadm's image repository.
   const mirrorUrl = (key: string, upstream: string): string | undefined => {
     const value = optional(key);
     const problem = value ? mirrorUrlProblem(value) : undefined;
@@ -538,6 +541,16 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
   const kubernetesPackageKey = packageKey("kubernetesPackageKey", "Kubernetes");
   const crioPackageMirror = mirrorUrl("crioPackageMirror", UPSTREAM.crioPackages);
   const crioPackageKey = packageKey("crioPackageKey", "CRI-O");
+  const imageRepositoryValue = optional("imageRepository");
+  if (imageRepositoryValue && !REGISTRY_LOCATION.test(imageRepositoryValue)) {
+    c.error(
+      "imageRepository",
+      `"${imageRepositoryValue}" is not an image repository; use host[:port][/path] without a scheme, in lower case, ` +
+        `e.g. registry.example.com/k8s or 192.0.2.10:5000 (or leave it empty for ${UPSTREAM.imageRepository})`,
+    );
+  }
+  // kubeadm's own default named explicitly is the default: the same images, and no change to refuse.
+  const imageRepository = imageRepositoryValue === UPSTREAM.imageRepository ? "" : imageRepositoryValue;
 
   // etcd backups (render/backup.ts has the naming and schedule rules).
   const backupBucket = str("backupBucket");
@@ -630,6 +643,7 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
       kubernetesPackageKey: kubernetesPackageKey || undefined,
       crioPackageMirror: crioPackageMirror || undefined,
       crioPackageKey: crioPackageKey || undefined,
+      imageRepository: imageRepository || undefined,
       backupBucket: backupBucket!,
       backupRetentionDays: backupRetentionDays!,
       backupSchedule: backupSchedule!,

@@ -1,22 +1,21 @@
 // CRI-O's configuration. The drop-in for /etc/crio/crio.conf.d/: CRI-O uses its own pause_image
-// whatever the kubelet is told, so it is set to the tag kubeadm expects (kubernetes/kubernetes#115610,
-// cri-o/cri-o#6985); the cgroup driver must match the kubelet's (systemd). And, with registryMirror,
-// a registries.conf drop-in (containers-registries.conf.d(5), read by CRI-O through
-// containers/image) that pulls docker.io, registry.k8s.io and quay.io images through the mirror
-// first, falling back to each registry.
+// whatever the kubelet is told, so it is set to the image kubeadm expects, from imageRepository when
+// one is set (kubernetes/kubernetes#115610, cri-o/cri-o#6985); the cgroup driver must match the
+// kubelet's (systemd). And, with registryMirror, a registries.conf drop-in
+// (containers-registries.conf.d(5), read by CRI-O through containers/image) that pulls docker.io,
+// registry.k8s.io and quay.io images through the mirror first, falling back to each registry.
 // Pure.
 
-import { kubernetesRelease } from "./versions";
+import { pauseImageFor } from "./versions";
 
-export function renderCrioDropIn(kubernetesMinor: string): string {
-  const { pauseImage } = kubernetesRelease(kubernetesMinor);
+export function renderCrioDropIn(kubernetesMinor: string, imageRepository?: string): string {
   return [
     "# Rendered by ha-k8s (render/crio.ts).",
     "[crio.runtime]",
     'cgroup_manager = "systemd"',
     "",
     "[crio.image]",
-    `pause_image = "${pauseImage}"`,
+    `pause_image = "${pauseImageFor(kubernetesMinor, imageRepository)}"`,
     "",
   ].join("\n");
 }
@@ -25,7 +24,7 @@ export const REGISTRIES_DROP_IN_PATH = "/etc/containers/registries.conf.d/50-ha-
 
 /**
  * The registries registryMirror covers: Docker Hub (workloads), registry.k8s.io (Kubernetes' own
- * images) and quay.io (Calico, render/calico.ts).
+ * images, unless imageRepository points elsewhere) and quay.io (Calico, render/calico.ts).
  */
 export const MIRRORED_REGISTRIES = ["docker.io", "registry.k8s.io", "quay.io"] as const;
 

@@ -86,6 +86,10 @@ export function renderInitConfiguration(
       kind: "ClusterConfiguration",
       clusterName: config.clusterName,
       kubernetesVersion,
+      // Unset: kubeadm's default, registry.k8s.io. Set: every image kubeadm runs comes from there,
+      // <repository>/<name>:<tag>, CoreDNS included (images.go adds the extra /coredns for the
+      // default registry only). Joins and upgrades read it back from the kubeadm-config ConfigMap.
+      ...(config.imageRepository ? { imageRepository: config.imageRepository } : {}),
       controlPlaneEndpoint: endpointOf(plan),
       networking: {
         podSubnet: config.podCidr,

@@ -1,6 +1,6 @@
 // Where the machines fetch what they install, and the mirrors a cluster with restricted egress
-// replaces them with (kubernetesPackageMirror, crioPackageMirror; their signing keys
-// kubernetesPackageKey, crioPackageKey). The rules for those values live here, render/config.ts
+// replaces them with (kubernetesPackageMirror, crioPackageMirror, imageRepository; their signing
+// keys kubernetesPackageKey, crioPackageKey). The rules for those values live here, render/config.ts
 // reports them. Pure.
 
 /** The upstream each mirror key stands in for, when it is empty. */
@@ -9,6 +9,8 @@ export const UPSTREAM = {
   kubernetesPackages: "https://pkgs.k8s.io",
   /** CRI-O's packages since 1.28 (cri-o/packaging README): isv:/cri-o:/stable:/<stream>/deb/ below it. */
   crioPackages: "https://download.opensuse.org/repositories",
+  /** kubeadm's default imageRepository (DefaultImageRepository, kubeadm's API v1beta4). */
+  imageRepository: "registry.k8s.io",
 } as const;
 
 /** What a mirror URL may look like, for the error messages. */

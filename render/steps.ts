@@ -240,11 +240,13 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
           K8S_DEFAULT_MINOR: minorOfVersion(plan.cluster.createdWithVersion),
           API_ENDPOINT: apiEndpoint,
           REGISTRIES_DROP_IN: REGISTRIES_DROP_IN_PATH,
+          // The control planes' image pre-pull: kubeadm's --image-repository (unset: its default).
+          ...(config.imageRepository ? { IMAGE_REPOSITORY: config.imageRepository } : {}),
         },
         files: [
           ...Object.keys(SUPPORTED_KUBERNETES).map((minor) => ({
             name: `crio-${minor}.conf`,
-            content: renderCrioDropIn(minor),
+            content: renderCrioDropIn(minor, config.imageRepository),
             mode: 0o644,
             kind: "other" as const,
           })),
@@ -406,7 +408,7 @@ function upgradeSpec(config: ClusterConfig, plan: Plan, step: Step, subject: Pla
         files: [
           {
             name: "crio.conf",
-            content: renderCrioDropIn(config.kubernetesVersion),
+            content: renderCrioDropIn(config.kubernetesVersion, config.imageRepository),
             mode: 0o644,
             kind: "other",
           },

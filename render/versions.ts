@@ -106,6 +106,15 @@ export function releaseTable(mirrors: PackageMirrors = {}): string {
 }
 
 /**
+ * The pause image of a minor from an image repository: kubeadm names it <repository>/pause:<tag>
+ * (GetPauseImage in cmd/kubeadm/app/images/images.go), so only the repository changes.
+ */
+export function pauseImageFor(minor: string, imageRepository: string = UPSTREAM.imageRepository): string {
+  const { pauseImage } = kubernetesRelease(minor);
+  return `${imageRepository}/${pauseImage.slice(pauseImage.lastIndexOf("/") + 1)}`;
+}
+
+/**
  * etcd's release downloads (github.com/etcd-io/etcd/releases): etcd-v<version>-linux-<arch>.tar.gz
  * and the release's SHA256SUMS, both under this URL.
  */

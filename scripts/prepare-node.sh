@@ -14,7 +14,8 @@
 # Inputs (environment): NODE_ROLE (control-plane|worker), K8S_RELEASES (one supported release per
 #   line: "<minor> <patch> <deb version> <Kubernetes repository> <CRI-O repository>"),
 #   K8S_DEFAULT_MINOR (1.36), API_ENDPOINT (load balancer ip:port), REGISTRIES_DROP_IN (where the
-#   registry mirror drop-in goes).
+#   registry mirror drop-in goes), IMAGE_REPOSITORY (optional: kubeadm's --image-repository for the
+#   image pre-pull, imageRepository; unset or empty: kubeadm's default, registry.k8s.io).
 # Inputs (staged files): crio-<minor>.conf per supported minor, the CRI-O drop-in (pause image,
 #   systemd cgroups); registries-mirror.conf when registryMirror is set (absent: any earlier mirror
 #   drop-in is removed); kubernetes-release.key and cri-o-release.key when kubernetesPackageKey and
@@ -170,8 +171,12 @@ fi
 systemctl enable kubelet >/dev/null 2>&1
 
 if [ "$NODE_ROLE" = control-plane ] && [ "$joined" = false ]; then
-  log "pre-pulling control-plane images for $K8S_VERSION (shortens init and join)"
-  retry 3 kubeadm config images pull --kubernetes-version "$K8S_VERSION" --cri-socket "$CRI_SOCKET" >&2 ||
+  # From the cluster's image repository, as kubeadm init (its ClusterConfiguration) and join (the
+  # cluster's kubeadm-config) will pull them.
+  repository=()
+  [ -z "${IMAGE_REPOSITORY:-}" ] || repository=(--image-repository "$IMAGE_REPOSITORY")
+  log "pre-pulling control-plane images for $K8S_VERSION from ${IMAGE_REPOSITORY:-registry.k8s.io} (shortens init and join)"
+  retry 3 kubeadm config images pull --kubernetes-version "$K8S_VERSION" --cri-socket "$CRI_SOCKET" "${repository[@]}" >&2 ||
     warn "image pre-pull failed; kubeadm will pull during init/join"
 fi
 log "node prepared: $(kubeadm version -o short 2>/dev/null || echo kubeadm), CRI-O $(installed_version cri-o)"

@@ -91,6 +91,18 @@ setup() {
   [ "$(count_calls 'cri-o.*Release.key')" -eq 0 ]
 }
 
+@test "imageRepository: the pre-pull passes --image-repository; unset or empty, it does not" {
+  IMAGE_REPOSITORY=192.0.2.10:5000/k8s run_script prepare-node.sh
+  assert_success
+  assert_call_order "^kubeadm config images pull --kubernetes-version v1.36.3 --cri-socket unix:///var/run/crio/crio.sock --image-repository 192.0.2.10:5000/k8s$"
+  for value in unset ""; do
+    : >"$CALLS"
+    if [ "$value" = unset ]; then run_script prepare-node.sh; else IMAGE_REPOSITORY="" run_script prepare-node.sh; fi
+    assert_success
+    assert_call_order "^kubeadm config images pull --kubernetes-version v1.36.3 --cri-socket unix:///var/run/crio/crio.sock$"
+  done
+}
+
 @test "workers do not pre-pull control-plane images" {
   NODE_ROLE=worker run_script prepare-node.sh
   assert_success

@@ -79,6 +79,12 @@ describe("valid configurations", () => {
     ],
     ["kubernetesPackageMirror", "http://192.0.2.20:8080", "http://192.0.2.20:8080"],
     ["crioPackageMirror", "https://mirror.example.com/opensuse//", "https://mirror.example.com/opensuse"],
+    ["imageRepository", "registry.example.com/k8s", "registry.example.com/k8s"],
+    ["imageRepository", "192.0.2.10", "192.0.2.10"],
+    ["imageRepository", "192.0.2.10:5000", "192.0.2.10:5000"],
+    ["imageRepository", "192.0.2.10:5000/k8s", "192.0.2.10:5000/k8s"],
+    // kubeadm's default named explicitly is the default (nothing rendered, nothing to refuse later).
+    ["imageRepository", "registry.k8s.io", undefined],
   ])("%s %j is accepted as %j", (key, value, expected) => {
     const result = resolve({ [key]: value });
     expect(result.errors).toEqual([]);
@@ -108,10 +114,17 @@ describe("valid configurations", () => {
       kubernetesPackageKey: "",
       crioPackageMirror: "",
       crioPackageKey: "",
+      imageRepository: "",
     });
     expect(result.errors).toEqual([]);
     expect(result.config).toEqual(resolve({}).config);
-    for (const key of ["kubernetesPackageMirror", "kubernetesPackageKey", "crioPackageMirror", "crioPackageKey"]) {
+    for (const key of [
+      "kubernetesPackageMirror",
+      "kubernetesPackageKey",
+      "crioPackageMirror",
+      "crioPackageKey",
+      "imageRepository",
+    ]) {
       expect((resolve({}).config as unknown as Record<string, unknown>)[key]).toBeUndefined();
     }
   });
@@ -232,6 +245,30 @@ const invalid: [string, RawConfig, string, RegExp][] = [
     { kubernetesPackageKey: TEST_OPENPGP_KEY.replace(/\n\n(.)/, "\n\n*$1") },
     "ha-k8s:kubernetesPackageKey",
     /holds a line that is not base64; allowed: one ASCII-armored OpenPGP public key block.*\(or leave it empty to download the Kubernetes repository's own Release.key\)/,
+  ],
+  [
+    "image repository with a scheme",
+    { imageRepository: "https://registry.example.com/k8s" },
+    "ha-k8s:imageRepository",
+    /"https:\/\/registry.example.com\/k8s" is not an image repository; use host\[:port\]\[\/path\] without a scheme.*or leave it empty for registry.k8s.io/,
+  ],
+  [
+    "image repository in upper case",
+    { imageRepository: "Registry.Example.com" },
+    "ha-k8s:imageRepository",
+    /in lower case/,
+  ],
+  [
+    "image repository without a dot",
+    { imageRepository: "registry" },
+    "ha-k8s:imageRepository",
+    /e\.g\. registry\.example\.com\/k8s or 192\.0\.2\.10:5000/,
+  ],
+  [
+    "image repository with a trailing slash",
+    { imageRepository: "192.0.2.10:5000/" },
+    "ha-k8s:imageRepository",
+    /"192.0.2.10:5000\/" is not an image repository/,
   ],
   ["mirror with a scheme", { registryMirror: "https://mirror.gcr.io" }, "ha-k8s:registryMirror", /without a scheme/],
   ["mirror in upper case", { registryMirror: "Mirror.GCR.io" }, "ha-k8s:registryMirror", /lower case/],
@@ -397,12 +434,14 @@ describe("invalid configurations are rejected with the key, the value and what i
       kubernetesPackageKey: "-----BEGIN PGP PUBLIC KEY BLOCK-----",
       crioPackageMirror: "https://m.example.com/?x",
       crioPackageKey: "key",
+      imageRepository: "https://registry.example.com",
       registryMirror: "https://mirror.gcr.io",
     });
     expect(result.errors.map((e) => e.key).sort()).toEqual(
       [
         "ha-k8s:crioPackageKey",
         "ha-k8s:crioPackageMirror",
+        "ha-k8s:imageRepository",
         "ha-k8s:kubernetesPackageKey",
         "ha-k8s:kubernetesPackageMirror",
         "ha-k8s:registryMirror",
@@ -413,6 +452,7 @@ describe("invalid configurations are rejected with the key, the value and what i
     expect(message("kubernetesPackageKey")).toContain('"-----BEGIN PGP PUBLIC KEY BLOCK-----"');
     expect(message("crioPackageMirror")).toContain('"https://m.example.com/?x"');
     expect(message("crioPackageKey")).toContain('"key"');
+    expect(message("imageRepository")).toContain('"https://registry.example.com"');
   });
 
   test("the message quotes the bad value", () => {

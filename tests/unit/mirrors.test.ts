@@ -1,6 +1,8 @@
-// The mirror keys (kubernetesPackageMirror/Key, crioPackageMirror/Key, registryMirror) in what the machines get: present exactly when configured,
+// The mirror keys (kubernetesPackageMirror/Key, crioPackageMirror/Key, imageRepository,
+// registryMirror) in what the machines get: present exactly when configured,
 // and today's output when they are empty.
 
+import { parseAllDocuments } from "yaml";
 import { renderAll } from "../../render/artifacts";
 import { ClusterConfig, RawConfig, resolveConfig } from "../../render/config";
 import { Plan, buildPlan } from "../../render/plan";
@@ -32,12 +34,17 @@ const stepOf = (config: ClusterConfig, plan: Plan, id: string): StepCommand => {
 const envOf = (bundle: string, name: string): string | undefined =>
   new RegExp(`^${name}='([^']*)'$`, "m").exec(bundle)?.[1];
 const fileOf = (command: StepCommand, name: string) => command.files.find((f) => f.name === name);
+const clusterConfigurationOf = (text: string) =>
+  parseAllDocuments(text)
+    .map((d) => d.toJS() as Record<string, unknown>)
+    .find((d) => d.kind === "ClusterConfiguration")!;
 
 const MIRRORS = {
   kubernetesPackageMirror: "https://apt.example.com/pkgs-k8s/",
   kubernetesPackageKey: TEST_OPENPGP_KEY,
   crioPackageMirror: "http://192.0.2.20:8080/opensuse",
   crioPackageKey: TEST_OPENPGP_KEY.replace(/\n/g, "\r\n"),
+  imageRepository: "192.0.2.10:5000/k8s",
   registryMirror: "mirror.example.com:5000/cache",
 };
 const minors = Object.keys(SUPPORTED_KUBERNETES);
@@ -53,7 +60,7 @@ describe("all empty: today's output", () => {
     expect(renderAll(empty, sources).files).toEqual(renderAll(config, sources).files);
   });
 
-  test("upstream repositories, downloaded keys, kubeadm's pause image", () => {
+  test("upstream repositories, downloaded keys, registry.k8s.io", () => {
     expect(envOf(prepare.bundle!, "K8S_RELEASES")!.split("\n")).toEqual(
       minors.map(
         (minor) =>
@@ -68,6 +75,9 @@ describe("all empty: today's output", () => {
         `pause_image = "registry.k8s.io/pause:${pauseTag(minor)}"`,
       );
     }
+    expect(envOf(prepare.bundle!, "IMAGE_REPOSITORY")).toBeUndefined();
+    const init = stepOf(config, plan, "ha-k8s-cp-1/init");
+    expect(clusterConfigurationOf(fileOf(init, "kubeadm-init.yaml")!.content)).not.toHaveProperty("imageRepository");
   });
 
   test("an upgrade: the target minor's upstream repositories, no staged key", () => {
@@ -114,6 +124,9 @@ describe("with every mirror key set", () => {
     expect(envOf(upgrade.bundle!, "CRIO_APT_REPO")).toBe(
       "http://192.0.2.20:8080/opensuse/isv:/cri-o:/stable:/v1.37/deb/",
     );
+    expect(fileOf(upgrade, "crio.conf")!.content).toContain(
+      `pause_image = "192.0.2.10:5000/k8s/pause:${pauseTag("1.37")}"`,
+    );
   });
 
   test("one key alone is staged alone: pinning the upstream key needs no mirror", () => {
@@ -121,6 +134,25 @@ describe("with every mirror key set", () => {
     const command = stepOf(pinned, buildPlan(pinned), "ha-k8s-worker-1/prepare");
     expect(command.files.map((f) => f.name)).toEqual([...minors.map((m) => `crio-${m}.conf`), "cri-o-release.key"]);
     expect(envOf(command.bundle!, "K8S_RELEASES")).toContain("https://download.opensuse.org/repositories/isv:/cri-o:");
+  });
+
+  test("imageRepository: kubeadm's ClusterConfiguration (init and upload-certs), CRI-O's pause image, the pre-pull", () => {
+    for (const [id, file] of [
+      ["ha-k8s-cp-1/init", "kubeadm-init.yaml"],
+      ["ha-k8s-cp-2/credentials", "kubeadm-upload-certs.yaml"],
+    ]) {
+      const cluster = clusterConfigurationOf(fileOf(stepOf(config, plan, id), file)!.content);
+      expect(cluster.imageRepository).toBe("192.0.2.10:5000/k8s");
+    }
+    for (const minor of minors) {
+      expect(fileOf(prepare, `crio-${minor}.conf`)!.content).toContain(
+        `pause_image = "192.0.2.10:5000/k8s/pause:${pauseTag(minor)}"`,
+      );
+    }
+    expect(envOf(prepare.bundle!, "IMAGE_REPOSITORY")).toBe("192.0.2.10:5000/k8s");
+    // Workers pull no control-plane images, but their CRI-O needs the same pause image.
+    const worker = stepOf(config, plan, "ha-k8s-worker-1/prepare");
+    expect(fileOf(worker, "crio-1.36.conf")!.content).toContain('pause_image = "192.0.2.10:5000/k8s/pause:3.10.2"');
   });
 
   test("registryMirror: the three-registry drop-in on every node, nowhere without it", () => {
