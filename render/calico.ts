@@ -6,6 +6,7 @@
 
 import { stringify } from "yaml";
 import { ClusterConfig } from "./config";
+import { UPSTREAM } from "./mirrors";
 
 /**
  * Calico 3.33 is tested against Kubernetes 1.35, 1.36 and 1.37, every supported minor
@@ -28,8 +29,9 @@ export const CALICO_REGISTRY = "quay.io/";
  * Kubernetes 1.35 need the MutatingAdmissionPolicy feature gate); it works on every supported minor
  * and is the mode the APIServer resource below belongs to.
  */
-export function calicoManifestUrls(version: string = CALICO_VERSION): string[] {
-  const base = `https://raw.githubusercontent.com/projectcalico/calico/${version}/manifests`;
+export function calicoManifestUrls(mirror?: string, version: string = CALICO_VERSION): string[] {
+  // calicoManifestMirror mirrors the repository's raw files: the same <version>/manifests/ below it.
+  const base = `${mirror ?? UPSTREAM.calicoManifests}/${version}/manifests`;
   return [`${base}/operator-crds.yaml`, `${base}/tigera-operator.yaml`];
 }
 

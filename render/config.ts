@@ -55,6 +55,8 @@ export interface ClusterConfig {
   readonly crioPackageKey?: string;
   /** kubeadm's imageRepository (host[:port][/path]); undefined: registry.k8s.io, kubeadm's default. */
   readonly imageRepository?: string;
+  /** Base URL of a mirror of raw.githubusercontent.com/projectcalico/calico, without a trailing "/". */
+  readonly calicoManifestMirror?: string;
   /** An existing Cloud Storage bucket for etcd snapshots; empty: the program creates one. */
   readonly backupBucket: string;
   /** Days the created bucket keeps a snapshot. */
@@ -93,6 +95,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyKind>> = {
   crioPackageMirror: "string",
   crioPackageKey: "string",
   imageRepository: "string",
+  calicoManifestMirror: "string",
   backupBucket: "string",
   backupRetentionDays: "integer",
   backupSchedule: "string",
@@ -513,7 +516,7 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
     );
   }
   // Mirrors for a restricted egress (render/mirrors.ts has the rules): package repositories and their
-  // keys, kubeadm's image repository.
+  // keys, kubeadm's image repository, Calico's manifests.
   const mirrorUrl = (key: string, upstream: string): string | undefined => {
     const value = optional(key);
     const problem = value ? mirrorUrlProblem(value) : undefined;
@@ -541,6 +544,7 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
   const kubernetesPackageKey = packageKey("kubernetesPackageKey", "Kubernetes");
   const crioPackageMirror = mirrorUrl("crioPackageMirror", UPSTREAM.crioPackages);
   const crioPackageKey = packageKey("crioPackageKey", "CRI-O");
+  const calicoManifestMirror = mirrorUrl("calicoManifestMirror", UPSTREAM.calicoManifests);
   const imageRepositoryValue = optional("imageRepository");
   if (imageRepositoryValue && !REGISTRY_LOCATION.test(imageRepositoryValue)) {
     c.error(
@@ -644,6 +648,7 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
       crioPackageMirror: crioPackageMirror || undefined,
       crioPackageKey: crioPackageKey || undefined,
       imageRepository: imageRepository || undefined,
+      calicoManifestMirror: calicoManifestMirror || undefined,
       backupBucket: backupBucket!,
       backupRetentionDays: backupRetentionDays!,
       backupSchedule: backupSchedule!,

@@ -1,7 +1,7 @@
 // Where the machines fetch what they install, and the mirrors a cluster with restricted egress
-// replaces them with (kubernetesPackageMirror, crioPackageMirror, imageRepository; their signing
-// keys kubernetesPackageKey, crioPackageKey). The rules for those values live here, render/config.ts
-// reports them. Pure.
+// replaces them with (kubernetesPackageMirror, crioPackageMirror, calicoManifestMirror,
+// imageRepository; their signing keys kubernetesPackageKey, crioPackageKey). The rules for those
+// values live here, render/config.ts reports them. Pure.
 
 /** The upstream each mirror key stands in for, when it is empty. */
 export const UPSTREAM = {
@@ -9,6 +9,8 @@ export const UPSTREAM = {
   kubernetesPackages: "https://pkgs.k8s.io",
   /** CRI-O's packages since 1.28 (cri-o/packaging README): isv:/cri-o:/stable:/<stream>/deb/ below it. */
   crioPackages: "https://download.opensuse.org/repositories",
+  /** Calico's release manifests: <version>/manifests/ below it. */
+  calicoManifests: "https://raw.githubusercontent.com/projectcalico/calico",
   /** kubeadm's default imageRepository (DefaultImageRepository, kubeadm's API v1beta4). */
   imageRepository: "registry.k8s.io",
 } as const;
@@ -19,8 +21,8 @@ export const MIRROR_URL_FORM =
 
 /**
  * Why a mirror base URL cannot be used, or undefined when it can. The URL ends up in apt's sources
- * list ("deb [signed-by=...] <url> /") and in a whitespace-separated table prepare-node.sh reads,
- * so it must be one plain http(s) URL: no whitespace, no characters a URL
+ * list ("deb [signed-by=...] <url> /"), in a whitespace-separated table prepare-node.sh reads and in
+ * `kubectl apply -f <url>`, so it must be one plain http(s) URL: no whitespace, no characters a URL
  * cannot hold, nothing after the path (a query or fragment would end up in the middle of every URL
  * built from it), and no credentials (the steps that use it are logged in plain text).
  */

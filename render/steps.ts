@@ -284,7 +284,7 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
         script: "install-cni.sh",
         env: {
           NODE_NAME: subject!.name,
-          CALICO_MANIFEST_URLS: calicoManifestUrls().join(" "),
+          CALICO_MANIFEST_URLS: calicoManifestUrls(config.calicoManifestMirror).join(" "),
           KUBECONFIG_PATH: ADMIN_KUBECONFIG,
         },
         files: [

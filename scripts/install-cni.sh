@@ -2,7 +2,8 @@
 # Installs Calico: the Tigera operator from the pinned release manifests, then our Installation
 # (pod CIDR = the cluster's podCidr, VXLAN, BGP off), and waits until the first node is Ready.
 #
-# Inputs (environment): NODE_NAME (this node), CALICO_MANIFEST_URLS (space-separated, pinned release),
+# Inputs (environment): NODE_NAME (this node), CALICO_MANIFEST_URLS (space-separated, pinned release;
+#   under calicoManifestMirror when it is set),
 #   KUBECONFIG_PATH.
 # Inputs (staged files): calico-resources.yaml (Installation + APIServer).
 #

@@ -79,6 +79,11 @@ describe("valid configurations", () => {
     ],
     ["kubernetesPackageMirror", "http://192.0.2.20:8080", "http://192.0.2.20:8080"],
     ["crioPackageMirror", "https://mirror.example.com/opensuse//", "https://mirror.example.com/opensuse"],
+    [
+      "calicoManifestMirror",
+      "https://files.example.com/github/projectcalico/calico",
+      "https://files.example.com/github/projectcalico/calico",
+    ],
     ["imageRepository", "registry.example.com/k8s", "registry.example.com/k8s"],
     ["imageRepository", "192.0.2.10", "192.0.2.10"],
     ["imageRepository", "192.0.2.10:5000", "192.0.2.10:5000"],
@@ -115,6 +120,7 @@ describe("valid configurations", () => {
       crioPackageMirror: "",
       crioPackageKey: "",
       imageRepository: "",
+      calicoManifestMirror: "",
     });
     expect(result.errors).toEqual([]);
     expect(result.config).toEqual(resolve({}).config);
@@ -124,6 +130,7 @@ describe("valid configurations", () => {
       "crioPackageMirror",
       "crioPackageKey",
       "imageRepository",
+      "calicoManifestMirror",
     ]) {
       expect((resolve({}).config as unknown as Record<string, unknown>)[key]).toBeUndefined();
     }
@@ -197,6 +204,18 @@ const invalid: [string, RawConfig, string, RegExp][] = [
     { kubernetesPackageMirror: 'https://m.example.com/"k8s"' },
     "ha-k8s:kubernetesPackageMirror",
     /contains "\\"", which a URL cannot hold/,
+  ],
+  [
+    "calico mirror as a bare path",
+    { calicoManifestMirror: "raw.example.com/projectcalico/calico" },
+    "ha-k8s:calicoManifestMirror",
+    /"raw.example.com\/projectcalico\/calico" does not start with http:\/\/ or https:\/\/.*or leave it empty for https:\/\/raw.githubusercontent.com\/projectcalico\/calico/,
+  ],
+  [
+    "calico mirror with a query",
+    { calicoManifestMirror: "https://files.example.com/calico?ref=main" },
+    "ha-k8s:calicoManifestMirror",
+    /"https:\/\/files.example.com\/calico\?ref=main" has a query \(\?\.\.\.\); allowed: http:\/\/ or https:\/\/ followed by host\[:port\]\[\/path\], without query, fragment, credentials or whitespace/,
   ],
   [
     "a package key that is no key",
@@ -435,10 +454,12 @@ describe("invalid configurations are rejected with the key, the value and what i
       crioPackageMirror: "https://m.example.com/?x",
       crioPackageKey: "key",
       imageRepository: "https://registry.example.com",
+      calicoManifestMirror: "file:///srv/calico",
       registryMirror: "https://mirror.gcr.io",
     });
     expect(result.errors.map((e) => e.key).sort()).toEqual(
       [
+        "ha-k8s:calicoManifestMirror",
         "ha-k8s:crioPackageKey",
         "ha-k8s:crioPackageMirror",
         "ha-k8s:imageRepository",
@@ -453,6 +474,7 @@ describe("invalid configurations are rejected with the key, the value and what i
     expect(message("crioPackageMirror")).toContain('"https://m.example.com/?x"');
     expect(message("crioPackageKey")).toContain('"key"');
     expect(message("imageRepository")).toContain('"https://registry.example.com"');
+    expect(message("calicoManifestMirror")).toContain('"file:///srv/calico" has the scheme file://');
   });
 
   test("the message quotes the bad value", () => {

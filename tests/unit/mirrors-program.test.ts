@@ -10,6 +10,7 @@ const MIRRORS = {
   crioPackageMirror: "https://apt.example.com/opensuse",
   crioPackageKey: TEST_OPENPGP_KEY,
   imageRepository: "registry.example.com/k8s",
+  calicoManifestMirror: "https://files.example.com/calico",
   registryMirror: "mirror.example.com",
 };
 /** The outputs a 1.36 deployment left (immutableSettings as the release before this key had them). */
@@ -64,7 +65,7 @@ describe("imageRepository on a running cluster", () => {
     await expect(runProgram(base, deployed())).resolves.toBeDefined();
   });
 
-  test("the package mirrors, the keys and registryMirror may change on a running cluster", async () => {
+  test("the package and Calico mirrors, the keys and registryMirror may change on a running cluster", async () => {
     const { imageRepository: _kept, ...changeable } = MIRRORS; // eslint-disable-line @typescript-eslint/no-unused-vars -- the rest may change
     await expect(runProgram({ ...base, ...changeable }, deployed())).resolves.toBeDefined();
   });

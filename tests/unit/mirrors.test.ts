@@ -1,5 +1,5 @@
 // The mirror keys (kubernetesPackageMirror/Key, crioPackageMirror/Key, imageRepository,
-// registryMirror) in what the machines get: present exactly when configured,
+// calicoManifestMirror, registryMirror) in what the machines get: present exactly when configured,
 // and today's output when they are empty.
 
 import { parseAllDocuments } from "yaml";
@@ -45,6 +45,7 @@ const MIRRORS = {
   crioPackageMirror: "http://192.0.2.20:8080/opensuse",
   crioPackageKey: TEST_OPENPGP_KEY.replace(/\n/g, "\r\n"),
   imageRepository: "192.0.2.10:5000/k8s",
+  calicoManifestMirror: "https://files.example.com/calico",
   registryMirror: "mirror.example.com:5000/cache",
 };
 const minors = Object.keys(SUPPORTED_KUBERNETES);
@@ -60,7 +61,7 @@ describe("all empty: today's output", () => {
     expect(renderAll(empty, sources).files).toEqual(renderAll(config, sources).files);
   });
 
-  test("upstream repositories, downloaded keys, registry.k8s.io", () => {
+  test("upstream repositories, downloaded keys, registry.k8s.io, GitHub", () => {
     expect(envOf(prepare.bundle!, "K8S_RELEASES")!.split("\n")).toEqual(
       minors.map(
         (minor) =>
@@ -78,6 +79,10 @@ describe("all empty: today's output", () => {
     expect(envOf(prepare.bundle!, "IMAGE_REPOSITORY")).toBeUndefined();
     const init = stepOf(config, plan, "ha-k8s-cp-1/init");
     expect(clusterConfigurationOf(fileOf(init, "kubeadm-init.yaml")!.content)).not.toHaveProperty("imageRepository");
+    expect(envOf(stepOf(config, plan, "ha-k8s-cp-1/cni").bundle!, "CALICO_MANIFEST_URLS")).toBe(
+      "https://raw.githubusercontent.com/projectcalico/calico/v3.33.1/manifests/operator-crds.yaml " +
+        "https://raw.githubusercontent.com/projectcalico/calico/v3.33.1/manifests/tigera-operator.yaml",
+    );
   });
 
   test("an upgrade: the target minor's upstream repositories, no staged key", () => {
@@ -153,6 +158,13 @@ describe("with every mirror key set", () => {
     // Workers pull no control-plane images, but their CRI-O needs the same pause image.
     const worker = stepOf(config, plan, "ha-k8s-worker-1/prepare");
     expect(fileOf(worker, "crio-1.36.conf")!.content).toContain('pause_image = "192.0.2.10:5000/k8s/pause:3.10.2"');
+  });
+
+  test("Calico's manifests from the mirror, at the pinned release", () => {
+    expect(envOf(stepOf(config, plan, "ha-k8s-cp-1/cni").bundle!, "CALICO_MANIFEST_URLS")).toBe(
+      "https://files.example.com/calico/v3.33.1/manifests/operator-crds.yaml " +
+        "https://files.example.com/calico/v3.33.1/manifests/tigera-operator.yaml",
+    );
   });
 
   test("registryMirror: the three-registry drop-in on every node, nowhere without it", () => {
