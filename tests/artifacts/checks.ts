@@ -13,7 +13,8 @@ import { CALICO_VERSION } from "../../render/calico";
 import { ClusterConfig } from "../../render/config";
 import { PROJECT_DIR } from "../../render/project";
 import { MIRRORED_REGISTRIES } from "../../render/crio";
-import { DEFAULT_KUBERNETES_MINOR, kubernetesRelease } from "../../render/versions";
+import { UPSTREAM } from "../../render/mirrors";
+import { DEFAULT_KUBERNETES_MINOR, kubernetesRelease, minorOfVersion, pauseImageFor } from "../../render/versions";
 import { checkEtcdVersion, checkSystemdUnits } from "./systemd";
 
 export interface CheckResult {
@@ -69,7 +70,19 @@ export function kubeadmFor(patch: string): string | Error {
   return kubeadmPaths.get(patch)!;
 }
 
-export function checkKubeadmConfig(file: string, artifact: string, patch: string): CheckResult[] {
+/**
+ * `kubeadm config validate`, and `kubeadm config images list` of the configuration: every image from
+ * its image repository (registry.k8s.io unless imageRepository is set), named as kubeadm names them
+ * (cmd/kubeadm/app/images/images.go: <repository>/<name>:<tag>, CoreDNS under coredns/coredns only on
+ * registry.k8s.io), the API server at the pinned patch, and the pause image CRI-O is given
+ * (renderCrioDropIn's, pauseImageFor) the one kubeadm expects for this configuration.
+ */
+export function checkKubeadmConfig(
+  file: string,
+  artifact: string,
+  patch: string,
+  imageRepository?: string,
+): CheckResult[] {
   const kubeadm = kubeadmFor(patch);
   if (kubeadm instanceof Error)
     return [missing(artifact, "kubeadm", `${kubeadm.message} (needs Go and the Go module proxy)`)];
@@ -88,26 +101,46 @@ export function checkKubeadmConfig(file: string, artifact: string, patch: string
   const text = fs.readFileSync(file, "utf8");
   if (/kind: ClusterConfiguration/.test(text)) {
     const images = run(kubeadm, ["config", "images", "list", "--config", file]);
-    const expected = `registry.k8s.io/kube-apiserver:v${patch}`;
-    const ok = images.status === 0 && images.output.split("\n").includes(expected);
+    // One image a line; kubeadm's warnings (a configuration without kubernetesVersion makes it ask
+    // dl.k8s.io) come in the same output and have spaces.
+    const listed = images.output.split("\n").filter((line) => /^\S+$/.test(line));
+    const repository = imageRepository ?? UPSTREAM.imageRepository;
+    const names = listed.map((image) =>
+      image.startsWith(`${repository}/`) ? image.slice(repository.length + 1).replace(/:[^:/]+$/, "") : `(${image})`,
+    );
+    const coredns = repository === UPSTREAM.imageRepository ? "coredns/coredns" : "coredns";
+    const expectedNames = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", coredns];
+    const expected = [`${repository}/kube-apiserver:v${patch}`, pauseImageFor(minorOfVersion(patch), imageRepository)];
+    const ok =
+      images.status === 0 &&
+      JSON.stringify([...names].sort()) === JSON.stringify([...expectedNames, "etcd", "pause"].sort()) &&
+      expected.every((image) => listed.includes(image));
     results.push({
       artifact,
       tool: "kubeadm config images list",
       version,
       ok,
-      detail: ok ? "" : `expected ${expected} in:\n${images.output}`,
+      detail: ok
+        ? ""
+        : `expected ${[...expectedNames, "etcd", "pause"].join(", ")} under ${repository}/, ` +
+          `with ${expected.join(" and ")}, in:\n${images.output}`,
     });
   }
   return results;
 }
 
-/** CRI-O's pause image must be the one kubeadm expects, or versions drift (kubernetes#115610). */
-function checkPauseImage(file: string, artifact: string, patch: string): CheckResult {
+/**
+ * CRI-O's pause image must be the one kubeadm expects, or versions drift (kubernetes#115610): the
+ * pause image kubeadm lists for that version and image repository (the flags prepare-node.sh's
+ * pre-pull passes).
+ */
+function checkPauseImage(file: string, artifact: string, patch: string, imageRepository?: string): CheckResult {
   const kubeadm = kubeadmFor(patch);
   if (kubeadm instanceof Error) return missing(artifact, "kubeadm", kubeadm.message);
   const version = toolVersion(`kubeadm-${patch}`, kubeadm, ["version", "-o", "short"]);
   const pause = /pause_image = "([^"]+)"/.exec(fs.readFileSync(file, "utf8"))?.[1];
-  const images = run(kubeadm, ["config", "images", "list", "--kubernetes-version", `v${patch}`]);
+  const repository = imageRepository ? ["--image-repository", imageRepository] : [];
+  const images = run(kubeadm, ["config", "images", "list", "--kubernetes-version", `v${patch}`, ...repository]);
   const known = images.output.split("\n").filter((l) => l.includes("/pause:"));
   const ok = images.status === 0 && pause !== undefined && known.includes(pause);
   return {
@@ -207,6 +240,25 @@ export function checkRegistriesConfig(file: string, artifact: string, mirror: st
     });
   }
   return results;
+}
+
+/** `gpg --show-keys`: the staged key is an OpenPGP public key gpg reads (add_apt_repo dearmors it). */
+function checkRepositoryKey(file: string, artifact: string): CheckResult {
+  if (!hasTool("gpg")) return missing(artifact, "gpg --show-keys", 'install the Debian package "gpg"');
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "gnupg-"));
+  try {
+    const shown = run("gpg", ["--homedir", home, "--batch", "--show-keys", "--with-colons", file]);
+    const ok = shown.status === 0 && /^pub:/m.test(shown.output);
+    return {
+      artifact,
+      tool: "gpg --show-keys",
+      version: toolVersion("gpg", "gpg", ["--version"]),
+      ok,
+      detail: ok ? "" : shown.output,
+    };
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
+  }
 }
 
 function checkHaproxyConfig(file: string, artifact: string): CheckResult {
@@ -356,7 +408,7 @@ export function checkRendered(files: readonly RenderedFile[], dir: string, confi
     const onDisk = path.join(dir, file.path);
     switch (file.kind) {
       case "kubeadm-config":
-        results.push(...checkKubeadmConfig(onDisk, file.path, patch));
+        results.push(...checkKubeadmConfig(onDisk, file.path, patch, config.imageRepository));
         break;
       case "haproxy-config":
         results.push(checkHaproxyConfig(onDisk, file.path));
@@ -383,7 +435,11 @@ export function checkRendered(files: readonly RenderedFile[], dir: string, confi
         // One CRI-O drop-in per supported minor (prepare-node.sh picks the cluster's): each against
         // the kubeadm of that minor.
         const minor = /^crio-(\d+\.\d+)\.conf$/.exec(path.basename(file.path))?.[1];
-        if (minor) results.push(checkPauseImage(onDisk, file.path, kubernetesRelease(minor).patch));
+        if (minor) {
+          results.push(checkPauseImage(onDisk, file.path, kubernetesRelease(minor).patch, config.imageRepository));
+        }
+        // A repository key the configuration pins, staged for apt: gpg must read a public key in it.
+        if (/-release\.key$/.test(file.path)) results.push(checkRepositoryKey(onDisk, file.path));
         break;
       }
     }

@@ -13,6 +13,18 @@ import { DEFAULT_KUBERNETES_MINOR, SUPPORTED_KUBERNETES, kubernetesRelease } fro
 import { renderBackupService } from "../../render/backup";
 import { CheckResult, checkKubeadmConfig, checkRendered, pullSources } from "./checks";
 import { checkScheduleValidator, verifyUnits } from "./systemd";
+import { TEST_OPENPGP_KEY } from "../unit/fixtures";
+
+/** Every mirror key set; an IPv4 image repository with a port and path, the form most easily refused. */
+const MIRROR_VALUES = {
+  kubernetesPackageMirror: "https://apt.example.com/pkgs-k8s/",
+  kubernetesPackageKey: TEST_OPENPGP_KEY,
+  crioPackageMirror: "http://192.0.2.20:8080/opensuse",
+  crioPackageKey: TEST_OPENPGP_KEY,
+  imageRepository: "192.0.2.10:5000/k8s",
+  calicoManifestMirror: "https://files.example.com/calico",
+  registryMirror: "mirror.example.com:5000/cache",
+};
 
 interface Row extends CheckResult {
   readonly stack: string;
@@ -36,8 +48,11 @@ function main(): number {
     // Every stack as it is, then the first stack at every other supported minor, so that a
     // version bump in render/versions.ts is checked against that version's own kubeadm.
     const stacks = listStacks();
+    // And the first stack with every mirror key set (restricted egress), checked whole: kubeadm with
+    // its image repository, CRI-O's pause image from it, the staged repository keys, the bundles.
     const variants = [
       ...stacks.map((stack) => ({ label: stack, values: readStackFile(stack) })),
+      { label: `${stacks[0]}+mirrors`, values: { ...readStackFile(stacks[0]), ...MIRROR_VALUES } },
       ...Object.keys(SUPPORTED_KUBERNETES)
         .filter((minor) => minor !== resolveConfig(readStackFile(stacks[0]), defaults).config?.kubernetesVersion)
         .map((minor) => ({
@@ -45,6 +60,7 @@ function main(): number {
           values: { ...readStackFile(stacks[0]), kubernetesVersion: minor },
         })),
     ];
+    let mirroredInit: { file: string; artifact: string } | undefined;
     for (const { label, values } of variants) {
       const resolved = resolveConfig(values, defaults);
       if (!resolved.config) {
@@ -60,6 +76,27 @@ function main(): number {
       const versionOnly = label.includes("@");
       const checked = versionOnly ? files.filter((f) => f.kind === "kubeadm-config") : files;
       rows.push(...checkRendered(checked, dir, resolved.config).map((r) => ({ ...r, stack: label })));
+      if (resolved.config.imageRepository) {
+        const init = files.find((f) => f.path.endsWith("/kubeadm-init.yaml"))!;
+        mirroredInit = { file: path.join(dir, init.path), artifact: `${label}/${init.path}` };
+      }
+    }
+
+    // The images check must be able to fail: the init configuration with imageRepository, held
+    // against kubeadm's default repository, must not pass.
+    if (mirroredInit) {
+      const patch = kubernetesRelease(DEFAULT_KUBERNETES_MINOR).patch;
+      // [validate, images list], or one row when kubeadm is missing.
+      const checks = checkKubeadmConfig(mirroredInit.file, mirroredInit.artifact, patch);
+      const images = checks[checks.length - 1];
+      const refused = !images.ok && /192\.0\.2\.10:5000\/k8s\/kube-apiserver:v/.test(images.detail);
+      rows.push({
+        ...images,
+        stack: "(fixture)",
+        tool: `${images.tool} against registry.k8s.io (must reject)`,
+        ok: images.skipped ? images.ok : refused,
+        detail: refused ? "" : `the images check passed a configuration with another repository:\n${images.detail}`,
+      });
     }
 
     // The check must be able to fail: a misspelled field has to be rejected with kubeadm's own error.
