@@ -115,18 +115,20 @@ else
   for pkg in "${KUBE_PACKAGES[@]}"; do
     [ "$(installed_version "$pkg")" = "$K8S_DEB_VERSION" ] || needs_install=true
   done
-  [ -n "$(installed_version cri-o)" ] || needs_install=true
+  # crictl comes from cri-tools, which pkgs.k8s.io's kubeadm no longer depends on (no Depends from
+  # 1.32 on: kubernetes/release#4387), so it is installed by name: etcdctl_local and the checks use it.
+  for pkg in cri-o cri-tools; do [ -n "$(installed_version "$pkg")" ] || needs_install=true; done
 
   if [ "$apt_changed" = true ] || [ "$needs_install" = true ]; then
     log "apt-get update (once)"
     retry 3 apt_get update -q
   fi
   if [ "$needs_install" = true ]; then
-    log "installing cri-o and kubelet/kubeadm/kubectl $K8S_DEB_VERSION"
-    install_held cri-o "kubelet=$K8S_DEB_VERSION" "kubeadm=$K8S_DEB_VERSION" "kubectl=$K8S_DEB_VERSION" ||
+    log "installing cri-o, cri-tools and kubelet/kubeadm/kubectl $K8S_DEB_VERSION"
+    install_held cri-o cri-tools "kubelet=$K8S_DEB_VERSION" "kubeadm=$K8S_DEB_VERSION" "kubectl=$K8S_DEB_VERSION" ||
       die "package installation failed (see apt-get output above)"
   else
-    log "cri-o and kubelet/kubeadm/kubectl $K8S_DEB_VERSION already installed"
+    log "cri-o, cri-tools and kubelet/kubeadm/kubectl $K8S_DEB_VERSION already installed"
   fi
 
   # --- CRI-O configuration of that minor (pause image) ---------------------------------------------

@@ -24,8 +24,8 @@ setup() {
   assert_call_order "^cloud-init status --wait" "^swapoff -a" "^modprobe overlay" "^modprobe br_netfilter" \
     "^sysctl --system" "^curl .*pkgs.k8s.io/core:/stable:/v1.36/deb/Release.key" \
     "^curl .*isv:/cri-o:/stable:/v1.36/deb/Release.key" "^apt-get .* update" \
-    "^apt-get .* install .*cri-o kubelet=1.36.3-1.1 kubeadm=1.36.3-1.1 kubectl=1.36.3-1.1" \
-    "^apt-mark hold cri-o kubelet kubeadm kubectl" "^systemctl enable crio" "^systemctl (start|restart) crio" \
+    "^apt-get .* install .*cri-o cri-tools kubelet=1.36.3-1.1 kubeadm=1.36.3-1.1 kubectl=1.36.3-1.1" \
+    "^apt-mark hold cri-o cri-tools kubelet kubeadm kubectl" "^systemctl enable crio" "^systemctl (start|restart) crio" \
     "^systemctl enable kubelet" "^kubeadm config images pull --kubernetes-version v1.36.3 --cri-socket unix:///var/run/crio/crio.sock"
   [ "$(count_calls '^apt-get .* update')" -eq 1 ]
 }
@@ -60,6 +60,16 @@ setup() {
   [ "$(count_calls '^systemctl restart')" -eq 0 ]
   [ "$(count_calls '^sysctl --system')" -eq 0 ]
   assert_output --partial "already installed"
+}
+
+@test "cri-tools (crictl) is installed by name: a machine with everything else installs it" {
+  # pkgs.k8s.io's kubeadm has no Depends from 1.32 on (kubernetes/release#4387): nothing pulls it in.
+  run_script prepare-node.sh
+  rm "$STATE/pkg-cri-tools"
+  : >"$CALLS"
+  run_script prepare-node.sh
+  assert_success
+  assert_call_order "^apt-get .* update" "^apt-get .* install .*cri-tools"
 }
 
 @test "a changed CRI-O drop-in restarts crio once" {
