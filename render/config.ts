@@ -57,6 +57,8 @@ export interface ClusterConfig {
   readonly imageRepository?: string;
   /** Base URL of a mirror of raw.githubusercontent.com/projectcalico/calico, without a trailing "/". */
   readonly calicoManifestMirror?: string;
+  /** A mirror of etcd's GitHub releases (the backups' etcdutl); undefined: GitHub. */
+  readonly etcdReleaseMirror?: string;
   /** An existing Cloud Storage bucket for etcd snapshots; empty: the program creates one. */
   readonly backupBucket: string;
   /** Days the created bucket keeps a snapshot. */
@@ -96,6 +98,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyKind>> = {
   crioPackageKey: "string",
   imageRepository: "string",
   calicoManifestMirror: "string",
+  etcdReleaseMirror: "string",
   backupBucket: "string",
   backupRetentionDays: "integer",
   backupSchedule: "string",
@@ -545,6 +548,7 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
   const crioPackageMirror = mirrorUrl("crioPackageMirror", UPSTREAM.crioPackages);
   const crioPackageKey = packageKey("crioPackageKey", "CRI-O");
   const calicoManifestMirror = mirrorUrl("calicoManifestMirror", UPSTREAM.calicoManifests);
+  const etcdReleaseMirror = mirrorUrl("etcdReleaseMirror", UPSTREAM.etcdReleases);
   const imageRepositoryValue = optional("imageRepository");
   if (imageRepositoryValue && !REGISTRY_LOCATION.test(imageRepositoryValue)) {
     c.error(
@@ -649,6 +653,7 @@ export function resolveConfig(stackValues: RawConfig, defaults: RawConfig): Reso
       crioPackageKey: crioPackageKey || undefined,
       imageRepository: imageRepository || undefined,
       calicoManifestMirror: calicoManifestMirror || undefined,
+      etcdReleaseMirror: etcdReleaseMirror || undefined,
       backupBucket: backupBucket!,
       backupRetentionDays: backupRetentionDays!,
       backupSchedule: backupSchedule!,

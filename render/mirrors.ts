@@ -1,6 +1,6 @@
 // Where the machines fetch what they install, and the mirrors a cluster with restricted egress
 // replaces them with (kubernetesPackageMirror, crioPackageMirror, calicoManifestMirror,
-// imageRepository; their signing keys kubernetesPackageKey, crioPackageKey). The rules for those
+// etcdReleaseMirror, imageRepository; their signing keys kubernetesPackageKey, crioPackageKey). The rules for those
 // values live here, render/config.ts reports them. Pure.
 
 /** The upstream each mirror key stands in for, when it is empty. */
@@ -11,6 +11,11 @@ export const UPSTREAM = {
   crioPackages: "https://download.opensuse.org/repositories",
   /** Calico's release manifests: <version>/manifests/ below it. */
   calicoManifests: "https://raw.githubusercontent.com/projectcalico/calico",
+  /**
+   * etcd's releases (github.com/etcd-io/etcd/releases): v<version>/etcd-v<version>-linux-<arch>.tar.gz
+   * and v<version>/SHA256SUMS below it; the backups install etcdutl from there.
+   */
+  etcdReleases: "https://github.com/etcd-io/etcd/releases/download",
   /** kubeadm's default imageRepository (DefaultImageRepository, kubeadm's API v1beta4). */
   imageRepository: "registry.k8s.io",
 } as const;

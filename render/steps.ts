@@ -454,7 +454,7 @@ function backupSpec(config: ClusterConfig, plan: Plan, step: Step, host: Planned
     script: "backup-install.sh",
     env: {
       ETCD_VERSION: plan.backup.etcdVersion,
-      ETCD_RELEASE_URL: etcdReleaseUrl(plan.backup.etcdVersion),
+      ETCD_RELEASE_URL: etcdReleaseUrl(plan.backup.etcdVersion, config.etcdReleaseMirror),
       BACKUP_UNIT,
     },
     files: [

@@ -115,9 +115,9 @@ export function pauseImageFor(minor: string, imageRepository: string = UPSTREAM.
 }
 
 /**
- * etcd's release downloads (github.com/etcd-io/etcd/releases): etcd-v<version>-linux-<arch>.tar.gz
- * and the release's SHA256SUMS, both under this URL.
+ * etcd's release downloads (github.com/etcd-io/etcd/releases, or etcdReleaseMirror laid out the
+ * same): etcd-v<version>-linux-<arch>.tar.gz and the release's SHA256SUMS, both under this URL.
  */
-export function etcdReleaseUrl(etcdVersion: string): string {
-  return `https://github.com/etcd-io/etcd/releases/download/v${etcdVersion}`;
+export function etcdReleaseUrl(etcdVersion: string, mirror?: string): string {
+  return `${mirror ?? UPSTREAM.etcdReleases}/v${etcdVersion}`;
 }

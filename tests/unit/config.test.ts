@@ -79,6 +79,7 @@ describe("valid configurations", () => {
     ],
     ["kubernetesPackageMirror", "http://192.0.2.20:8080", "http://192.0.2.20:8080"],
     ["crioPackageMirror", "https://mirror.example.com/opensuse//", "https://mirror.example.com/opensuse"],
+    ["etcdReleaseMirror", "https://files.example.com/etcd/", "https://files.example.com/etcd"],
     [
       "calicoManifestMirror",
       "https://files.example.com/github/projectcalico/calico",
@@ -121,6 +122,7 @@ describe("valid configurations", () => {
       crioPackageKey: "",
       imageRepository: "",
       calicoManifestMirror: "",
+      etcdReleaseMirror: "",
     });
     expect(result.errors).toEqual([]);
     expect(result.config).toEqual(resolve({}).config);
@@ -131,6 +133,7 @@ describe("valid configurations", () => {
       "crioPackageKey",
       "imageRepository",
       "calicoManifestMirror",
+      "etcdReleaseMirror",
     ]) {
       expect((resolve({}).config as unknown as Record<string, unknown>)[key]).toBeUndefined();
     }
@@ -216,6 +219,12 @@ const invalid: [string, RawConfig, string, RegExp][] = [
     { calicoManifestMirror: "https://files.example.com/calico?ref=main" },
     "ha-k8s:calicoManifestMirror",
     /"https:\/\/files.example.com\/calico\?ref=main" has a query \(\?\.\.\.\); allowed: http:\/\/ or https:\/\/ followed by host\[:port\]\[\/path\], without query, fragment, credentials or whitespace/,
+  ],
+  [
+    "etcd release mirror without a scheme",
+    { etcdReleaseMirror: "github.example.com/etcd-io/etcd/releases/download" },
+    "ha-k8s:etcdReleaseMirror",
+    /"github.example.com\/etcd-io\/etcd\/releases\/download" does not start with http:\/\/ or https:\/\/.*or leave it empty for https:\/\/github.com\/etcd-io\/etcd\/releases\/download/,
   ],
   [
     "a package key that is no key",

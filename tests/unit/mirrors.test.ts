@@ -1,5 +1,5 @@
 // The mirror keys (kubernetesPackageMirror/Key, crioPackageMirror/Key, imageRepository,
-// calicoManifestMirror, registryMirror) in what the machines get: present exactly when configured,
+// calicoManifestMirror, etcdReleaseMirror, registryMirror) in what the machines get: present exactly when configured,
 // and today's output when they are empty.
 
 import { parseAllDocuments } from "yaml";
@@ -46,6 +46,7 @@ const MIRRORS = {
   crioPackageKey: TEST_OPENPGP_KEY.replace(/\n/g, "\r\n"),
   imageRepository: "192.0.2.10:5000/k8s",
   calicoManifestMirror: "https://files.example.com/calico",
+  etcdReleaseMirror: "https://files.example.com/etcd/",
   registryMirror: "mirror.example.com:5000/cache",
 };
 const minors = Object.keys(SUPPORTED_KUBERNETES);
@@ -82,6 +83,9 @@ describe("all empty: today's output", () => {
     expect(envOf(stepOf(config, plan, "ha-k8s-cp-1/cni").bundle!, "CALICO_MANIFEST_URLS")).toBe(
       "https://raw.githubusercontent.com/projectcalico/calico/v3.33.1/manifests/operator-crds.yaml " +
         "https://raw.githubusercontent.com/projectcalico/calico/v3.33.1/manifests/tigera-operator.yaml",
+    );
+    expect(envOf(stepOf(config, plan, "ha-k8s-cp-2/backup").bundle!, "ETCD_RELEASE_URL")).toBe(
+      `https://github.com/etcd-io/etcd/releases/download/v${plan.backup.etcdVersion}`,
     );
   });
 
@@ -165,6 +169,14 @@ describe("with every mirror key set", () => {
       "https://files.example.com/calico/v3.33.1/manifests/operator-crds.yaml " +
         "https://files.example.com/calico/v3.33.1/manifests/tigera-operator.yaml",
     );
+  });
+
+  test("etcd's release (the backups' etcdutl) from the mirror, on every control plane", () => {
+    for (const cp of plan.nodes.filter((n) => n.role === "control-plane")) {
+      expect(envOf(stepOf(config, plan, `${cp.name}/backup`).bundle!, "ETCD_RELEASE_URL")).toBe(
+        `https://files.example.com/etcd/v${plan.backup.etcdVersion}`,
+      );
+    }
   });
 
   test("registryMirror: the three-registry drop-in on every node, nowhere without it", () => {
