@@ -9,19 +9,10 @@ import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
 import { publicKubeconfig } from "../render/kubeconfig";
-import { API_PORT, Plan, Step, runsOnDeployer, withBackupBucket } from "../render/plan";
+import { API_PORT, Plan, Step, withBackupBucket } from "../render/plan";
 import { readScriptSources } from "../render/scripts";
-import {
-  DeployValues,
-  RUN_BUNDLE_COMMAND,
-  RUN_LOCAL_BUNDLE_COMMAND,
-  renderStepCommand,
-  renderStepDeleteCommand,
-  sshRoute,
-  stepResourceName,
-  stepTimeouts,
-  stepTraits,
-} from "../render/steps";
+import { stepResource } from "../render/step-resource";
+import { DeployValues, renderStepCommand, sshRoute } from "../render/steps";
 import { SSH_USER } from "./vm";
 
 export interface ClusterBootstrapArgs {
@@ -143,31 +134,28 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     resources: ReadonlyMap<string, pulumi.Resource>,
     args: ClusterBootstrapArgs,
   ): StepCommandResource {
-    const traits = stepTraits(step);
+    const resource = stepResource(plan, step, sources);
     const render = (v: DeployValues | undefined) => renderStepCommand(config, plan, step, v, sources);
     // Steps without secrets render now, in plain text, so `pulumi preview` shows their changes;
     // the others wait for the deploy-time secrets and stay secret. Backup steps name the bucket,
     // which Pulumi names at deploy time when it creates it.
-    const usesBucket = step.kind === "backup" || step.kind === "snapshot";
-    const plain = traits.secret || usesBucket ? undefined : render(undefined);
-    const stdin = traits.secret
+    const stdin = resource.secret
       ? pulumi.secret(values.apply((v) => render(v).bundle ?? ""))
-      : usesBucket
+      : resource.usesBucket
         ? pulumi
             .output(args.backupBucket)
             .apply(
               (bucket) =>
                 renderStepCommand(config, withBackupBucket(plan, bucket), step, undefined, sources).bundle ?? "",
             )
-        : plain!.bundle;
-    const deleteCommand = renderStepDeleteCommand(plan, step, sources);
+        : render(undefined).bundle;
     const common = {
       stdin,
       // A new VM (replacement) means a new machine: run the step again from scratch.
-      triggers: step.rerunWhenReplaced.map((name) => instanceOf(name).instanceId),
+      triggers: resource.rerunWhenReplaced.map((name) => instanceOf(name).instanceId),
       // Secret-bearing steps print progress on stderr only (redacted by the scripts); the
       // kubeconfig step's stdout is the admin kubeconfig and never printed.
-      logging: traits.secret ? ("stderr" as const) : ("stdoutAndStderr" as const),
+      logging: resource.secret ? ("stderr" as const) : ("stdoutAndStderr" as const),
       addPreviousOutputInEnv: false,
     };
     const options: pulumi.CustomResourceOptions = {
@@ -177,27 +165,24 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         if (!dep) throw new Error(`step ${step.id} depends on ${id}, which is not created before it`);
         return dep;
       }),
-      additionalSecretOutputs: traits.secret ? ["stdout", "stderr"] : [],
+      additionalSecretOutputs: resource.secret ? ["stdout", "stderr"] : [],
       // Undo (delete action) on the old machine before the new one joins.
-      deleteBeforeReplace: deleteCommand !== undefined,
-      customTimeouts: stepTimeouts(plan, step),
-      aliases: (step.formerIds ?? []).map((id) => ({ name: stepResourceName(id) })),
-      // Init never runs again on a running cluster (kubeadm-init.sh would only find it initialised);
-      // a change of its inputs (a script edit) must not run it again: only a new VM (triggers) does.
-      ignoreChanges: step.kind === "init" ? ["stdin"] : [],
+      deleteBeforeReplace: resource.deleteBeforeReplace,
+      customTimeouts: resource.timeouts,
+      aliases: resource.formerNames.map((name) => ({ name })),
+      ignoreChanges: [...resource.ignoreChanges],
     };
-    const name = stepResourceName(step.id);
-    if (runsOnDeployer(step)) {
-      return new command.local.Command(name, { ...common, create: RUN_LOCAL_BUNDLE_COMMAND }, options);
+    if (resource.local) {
+      return new command.local.Command(resource.name, { ...common, create: resource.create! }, options);
     }
     return new command.remote.Command(
-      name,
+      resource.name,
       {
         ...common,
         connection: connectionTo(step.node),
         // Delete-only steps run nothing (and open no session) when created.
-        create: traits.deleteOnly ? undefined : RUN_BUNDLE_COMMAND,
-        delete: deleteCommand,
+        create: resource.create,
+        delete: resource.delete,
       },
       options,
     );

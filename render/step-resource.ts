@@ -1,0 +1,58 @@
+// What Pulumi is told about each bootstrap step's command, decided in one place: components/
+// bootstrap.ts declares exactly this as a @pulumi/command resource, and the real-cluster tier's
+// engine (tests/cluster/lab/engine.ts) runs exactly this on the lab's machines. The bundle itself
+// (stdin) comes from renderStepCommand. Pure.
+
+import { Plan, Step, runsOnDeployer } from "./plan";
+import {
+  RUN_BUNDLE_COMMAND,
+  RUN_LOCAL_BUNDLE_COMMAND,
+  renderStepDeleteCommand,
+  stepResourceName,
+  stepTimeouts,
+  stepTraits,
+} from "./steps";
+
+export interface StepResource {
+  /** The resource's name ("<node>-<kind>"), and the names it had before (aliases). */
+  readonly name: string;
+  readonly formerNames: readonly string[];
+  /** Runs where `pulumi up` runs (a local command), not on a machine over SSH. */
+  readonly local: boolean;
+  /** The create (and update) command, the bundle on its stdin; none for delete-only steps. */
+  readonly create?: string;
+  /** What runs when Pulumi deletes the step, on its machine; none when there is nothing to undo. */
+  readonly delete?: string;
+  /** The machines whose replacement (a new instance id) replaces this step. */
+  readonly rerunWhenReplaced: readonly string[];
+  /** The old step's delete runs before the new one is created (the old machine's undo first). */
+  readonly deleteBeforeReplace: boolean;
+  /** Input changes that do not run the step again (init: a script edit must not re-run it). */
+  readonly ignoreChanges: readonly "stdin"[];
+  /** The bundle and the outputs are secret (stdout, stderr): only stderr is logged. */
+  readonly secret: boolean;
+  /** The bundle names the backup bucket, which Pulumi names at deploy time. */
+  readonly usesBucket: boolean;
+  readonly timeouts: { readonly create: string; readonly update: string; readonly delete: string };
+}
+
+export function stepResource(plan: Plan, step: Step, sources: Readonly<Record<string, string>>): StepResource {
+  const traits = stepTraits(step);
+  const local = runsOnDeployer(step);
+  const deleteCommand = local ? undefined : renderStepDeleteCommand(plan, step, sources);
+  return {
+    name: stepResourceName(step.id),
+    formerNames: (step.formerIds ?? []).map(stepResourceName),
+    local,
+    create: local ? RUN_LOCAL_BUNDLE_COMMAND : traits.deleteOnly ? undefined : RUN_BUNDLE_COMMAND,
+    delete: deleteCommand,
+    rerunWhenReplaced: step.rerunWhenReplaced,
+    deleteBeforeReplace: deleteCommand !== undefined,
+    // Init never runs again on a running cluster (kubeadm-init.sh would only find it initialised);
+    // a change of its inputs (a script edit) must not run it again: only a new VM (triggers) does.
+    ignoreChanges: step.kind === "init" ? ["stdin"] : [],
+    secret: traits.secret,
+    usesBucket: step.kind === "backup" || step.kind === "snapshot",
+    timeouts: stepTimeouts(plan, step),
+  };
+}
