@@ -4,7 +4,7 @@
 
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
-import { STORAGE_SCOPE } from "../render/backup";
+import { scopesFor } from "../render/backup";
 import { ClusterConfig } from "../render/config";
 import { renderCloudConfig } from "../render/cloudinit";
 import { Plan, PlannedNode, SSH_USER, names } from "../render/plan";
@@ -46,14 +46,6 @@ export const ROLL_EXPLICITLY = [
   "serviceAccount.scopes",
 ];
 
-/**
- * OAuth scopes of a machine's service account. Control planes also upload etcd snapshots
- * (render/backup.ts STORAGE_SCOPE); IAM limits that to creating objects in the backup bucket.
- */
-export function scopesFor(role: PlannedNode["role"]): string[] {
-  const base = ["https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring.write"];
-  return role === "control-plane" ? [...base, STORAGE_SCOPE] : base;
-}
 
 export function createVm(
   parent: pulumi.Resource,

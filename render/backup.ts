@@ -21,6 +21,16 @@ export const ETCDUTL_PATH = "/usr/local/lib/ha-k8s/etcdutl";
  * There is no write-only storage scope; IAM (object create on one bucket) is what narrows it.
  */
 export const STORAGE_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write";
+
+/**
+ * OAuth scopes of a machine's service account (components/vm.ts; the lab's metadata server answers
+ * the same). Control planes also upload etcd snapshots (STORAGE_SCOPE); IAM limits that to creating
+ * objects in the backup bucket.
+ */
+export function scopesFor(role: "control-plane" | "worker" | "loadbalancer"): string[] {
+  const base = ["https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring.write"];
+  return role === "control-plane" ? [...base, STORAGE_SCOPE] : base;
+}
 /** The role the nodes' service account gets on the bucket: create objects, nothing else (no read, no delete). */
 export const BACKUP_BUCKET_ROLE = "roles/storage.objectCreator";
 /** Deleted (noncurrent) versions are kept this long before the lifecycle removes them for good. */
