@@ -15,7 +15,7 @@
 # most of the first. Safe to run concurrently (flock) and again (cached binaries are reused).
 set -euo pipefail
 
-usage="usage: tools/kubernetes.sh <kubernetes version, e.g. 1.36.3> <binary>... (kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler)"
+usage="usage: tools/kubernetes.sh <kubernetes version, e.g. 1.36.3> <binary>... (kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)"
 version="${1:?$usage}"
 shift
 [ "$#" -gt 0 ] || {
@@ -36,7 +36,7 @@ log() { printf 'kubernetes.sh: %s\n' "$*" >&2; }
 binaries=("$@")
 for b in "${binaries[@]}"; do
   case "$b" in
-    kubeadm | kubectl | kube-apiserver | kube-controller-manager | kube-scheduler) ;;
+    kubeadm | kubectl | kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy) ;;
     *)
       log "\"$b\" is not a binary this tool builds ($usage)"
       exit 2
