@@ -3,10 +3,11 @@
 
 setup() { load helpers; }
 
-@test "shellcheck finds nothing in scripts/, tools/, .ci/run, the test helpers and the control-plane stubs and tools" {
+@test "shellcheck finds nothing in scripts/, tools/, .ci/run, the test helpers, the control-plane stubs and tools, the lab" {
   cd "$REPO"
   run shellcheck -x scripts/*.sh tools/*.sh bench/*.sh .ci/run tests/scripts/*.bash tests/scripts/run.sh \
-    tests/control-plane/run.sh tests/control-plane/machine-view.sh tests/control-plane/stubs/*
+    tests/control-plane/run.sh tests/control-plane/machine-view.sh tests/control-plane/stubs/* \
+    tests/cluster/run.sh tests/cluster/lab/*.sh tests/cluster/lab/packages/crio
   assert_success
   assert_output ""
 }
