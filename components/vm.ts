@@ -35,17 +35,16 @@ export interface VmArgs extends MachineArgs {
 /**
  * Changing the image, machine type or zone of an existing VM would replace it, and Pulumi would
  * replace every such VM at once (all control planes: etcd loses quorum). So those changes apply to
- * new VMs only; existing ones are rolled one at a time on purpose (README, "Operating the cluster").
+ * new VMs only; existing ones are rolled one at a time on purpose (docs/operating.md, "Operating the cluster").
  */
 export const ROLL_EXPLICITLY = [
   "bootDisk.initializeParams.image",
   "machineType",
   "zone",
   // Scopes change only on a stopped VM (allowStoppingForUpdate is off): control planes created
-  // before backups existed keep theirs until rolled (README, "Backups on existing clusters").
+  // before backups existed keep theirs until rolled (docs/operating.md, "Backups on existing clusters").
   "serviceAccount.scopes",
 ];
-
 
 export function createVm(
   parent: pulumi.Resource,

@@ -65,7 +65,7 @@ if ! grep -qxFf <(printf '%s\n' "$UPLOAD_SCOPES") <<<"$scopes"; then
   die "this VM's service account may not write to Cloud Storage: its scopes lack" \
     "https://www.googleapis.com/auth/devstorage.read_write (it has: $(tr '\n' ' ' <<<"$scopes"))." \
     "Control planes created before backups existed keep their old scopes until rolled" \
-    "(README, \"Backups on existing clusters\")."
+    "(docs/operating.md, \"Backups on existing clusters\")."
 fi
 
 host_dir="$(root_path "$SNAPSHOT_DIR")"

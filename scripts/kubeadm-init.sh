@@ -11,7 +11,7 @@
 # phases (each idempotent); an attempt that stopped before etcd held anything is reset and run
 # again. A node that holds the cluster's etcd data is never reset, even while its API does not
 # answer. It refuses to create a second cluster when the endpoint already serves one (the first
-# control plane's VM was replaced: see README, "The first control plane").
+# control plane's VM was replaced: see docs/operating.md, "The first control plane").
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -59,7 +59,7 @@ if [ -f "$ADMIN_CONF" ] && api_ready; then
 fi
 
 if [ ! -f "$ADMIN_CONF" ] && curl -ksf --max-time 5 "https://$API_ENDPOINT/version" >/dev/null 2>&1; then
-  die "a Kubernetes API already answers at $API_ENDPOINT but this node has no admin.conf: refusing to create a second cluster (see README, 'Recover from a lost control plane')"
+  die "a Kubernetes API already answers at $API_ENDPOINT but this node has no admin.conf: refusing to create a second cluster (see docs/operating.md, 'The first control plane')"
 fi
 
 # Only an attempt that never got its etcd going (no marker, no member data) is reset and run again.

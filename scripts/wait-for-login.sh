@@ -24,7 +24,7 @@ KEY="$(staged ssh-key)"
 PORT="${SSH_PORT:-22}"
 command -v ssh >/dev/null 2>&1 || die "the OpenSSH client (ssh) is needed on the machine running pulumi up to check $NODE_NAME"
 
-# Host keys are not pinned (see README, Known limitations): the VM regenerates them at first boot.
+# Host keys are not pinned (see docs/limitations.md): the VM regenerates them at first boot.
 ssh_options=(-i "$KEY" -p "$PORT" -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no
   -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=10 -o ServerAliveInterval=10
   -o ServerAliveCountMax=3)

@@ -90,7 +90,7 @@ fi
 gcloud storage cp "$from" "$work/snapshot.db" >&2 || fail "Cannot download $from with your gcloud credentials."
 
 # SSH as the deployment does: the stack's key, through the load balancer as jump host. Host keys are
-# not pinned by the deployment either; this run trusts what it sees first (README, Known limitations).
+# not pinned by the deployment either; this run trusts what it sees first (docs/limitations.md).
 SSH_USER=k8sadmin
 ssh_opts=(-i "$work/key" -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=20
   -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=accept-new)

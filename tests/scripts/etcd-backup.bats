@@ -166,7 +166,7 @@ upload_url() { calls_matching '^curl .*/upload/storage/v1/b/' | head -n 1; }
   run_script etcd-backup.sh
   assert_failure
   assert_output --partial "its scopes lack https://www.googleapis.com/auth/devstorage.read_write"
-  assert_output --partial 'README, "Backups on existing clusters"'
+  assert_output --partial 'docs/operating.md, "Backups on existing clusters"'
   [ "$(count_calls 'snapshot save')" -eq 0 ]
 }
 
