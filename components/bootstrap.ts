@@ -11,7 +11,7 @@ import { ClusterConfig } from "../render/config";
 import { publicKubeconfig } from "../render/kubeconfig";
 import { API_PORT, Plan, Step, withBackupBucket } from "../render/plan";
 import { readScriptSources } from "../render/scripts";
-import { stepResource } from "../render/step-resource";
+import { DIAL, stepResource } from "../render/step-resource";
 import { DeployValues, renderStepCommand, sshRoute } from "../render/steps";
 import { SSH_USER } from "./vm";
 
@@ -36,14 +36,6 @@ export interface ClusterBootstrapArgs {
   readonly bootstrapToken: pulumi.Input<string>;
   readonly certificateKey: pulumi.Input<string>;
 }
-
-/**
- * The provider's own dial retries, for a connection refused or reset once a machine is known to
- * accept logins (its login step ran first). They start 100 ms apart and back off to at most 5 s
- * (retry.Until in pulumi/sdk, used by connection.go's dialWithRetry), so 20 quick failures span about
- * a minute; perDialTimeout bounds an attempt that hangs.
- */
-const DIAL = { dialErrorLimit: 20, perDialTimeout: 30 } as const;
 
 /** A step on a machine (remote) or a login check where `pulumi up` runs (local). */
 export type StepCommandResource = command.remote.Command | command.local.Command;

@@ -8,14 +8,8 @@
 
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
-import {
-  ImmutableSettings,
-  controlPlaneChangeProblem,
-  formatRefusal,
-  immutableSettingsProblems,
-} from "../render/changes";
+import { ImmutableSettings, changeProblems, formatRefusal, immutableSettingsOf } from "../render/changes";
 import { DeployedState } from "../render/plan";
-import { upgradeProblems } from "../render/upgrade";
 
 /** What the next deployment reads back (exported as stack outputs), and what the last one left. */
 export interface GuardedSettings {
@@ -29,14 +23,7 @@ export async function assertSafeChange(config: ClusterConfig): Promise<GuardedSe
   const self = new pulumi.StackReference("previous-deployment", {
     name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}`,
   });
-  const settings: ImmutableSettings = {
-    clusterName: config.clusterName,
-    region: config.region,
-    subnetCidr: config.subnetCidr,
-    podCidr: config.podCidr,
-    serviceCidr: config.serviceCidr,
-    imageRepository: config.imageRepository ?? "",
-  };
+  const settings = immutableSettingsOf(config);
   const [previousCount, previousSettings, previousVersion, createdWith, previousNodes] = await Promise.all([
     self.getOutputDetails("controlPlaneCount"),
     self.getOutputDetails("immutableSettings"),
@@ -46,28 +33,20 @@ export async function assertSafeChange(config: ClusterConfig): Promise<GuardedSe
   ]);
   const text = (value: unknown) => (typeof value === "string" ? value : undefined);
   const nodes = Array.isArray(previousNodes.value) ? (previousNodes.value as { role?: string }[]) : undefined;
-  const problems = immutableSettingsProblems(
-    previousSettings.value as Partial<ImmutableSettings> | undefined,
-    settings,
-  );
-  const scale = controlPlaneChangeProblem(
-    typeof previousCount.value === "number" ? previousCount.value : undefined,
-    config.controlPlaneCount,
-  );
-  if (scale) problems.push(`ha-k8s:controlPlaneCount: ${scale}`);
   const deployed: DeployedState = {
     kubernetesVersion: text(previousVersion.value),
     createdWithVersion: text(createdWith.value),
   };
-  const upgrade = upgradeProblems(
+  const problems = changeProblems(
     {
-      kubernetesVersion: deployed.kubernetesVersion,
       controlPlaneCount: typeof previousCount.value === "number" ? previousCount.value : undefined,
+      immutableSettings: previousSettings.value as Partial<ImmutableSettings> | undefined,
+      kubernetesVersion: deployed.kubernetesVersion,
+      createdWithKubernetes: deployed.createdWithVersion,
       workerCount: nodes?.filter((n) => n.role === "worker").length,
     },
     config,
   );
-  problems.push(...upgrade.problems);
   if (problems.length > 0) throw new pulumi.RunError(formatRefusal(problems));
   return { controlPlaneCount: config.controlPlaneCount, immutableSettings: settings, deployed };
 }

@@ -1,5 +1,8 @@
 // Rules about changes between two deployments of the same stack. Pure.
 
+import type { ClusterConfig } from "./config";
+import { upgradeProblems } from "./upgrade";
+
 /**
  * Control planes leave one at a time (each removal waits for the previous one), and each leaves
  * etcd before its VM goes. Still, one update may remove at most (n - 1) / 2 of n control planes, so
@@ -72,6 +75,41 @@ export function immutableSettingsProblems(
         `Build a new stack instead.`,
     ];
   });
+}
+
+/** What the stack's last deployment left in its outputs, as the next one reads them back. */
+export interface PreviousOutputs {
+  readonly controlPlaneCount?: number;
+  readonly immutableSettings?: Partial<ImmutableSettings>;
+  readonly kubernetesVersion?: string;
+  readonly createdWithKubernetes?: string;
+  /** Workers in the `nodes` output. */
+  readonly workerCount?: number;
+}
+
+/** The settings a deployment records (output immutableSettings) for the next to compare with. */
+export function immutableSettingsOf(config: ClusterConfig): ImmutableSettings {
+  return {
+    clusterName: config.clusterName,
+    region: config.region,
+    subnetCidr: config.subnetCidr,
+    podCidr: config.podCidr,
+    serviceCidr: config.serviceCidr,
+    imageRepository: config.imageRepository ?? "",
+  };
+}
+
+/**
+ * Every reason to refuse going from the last deployment to this configuration, all at once:
+ * settings the cluster is built on, control planes removed beyond etcd's majority, and the upgrade
+ * rules (components/guard.ts in preview and up; the real-cluster tier's lab the same way).
+ */
+export function changeProblems(previous: PreviousOutputs, config: ClusterConfig): string[] {
+  const problems = immutableSettingsProblems(previous.immutableSettings, immutableSettingsOf(config));
+  const scale = controlPlaneChangeProblem(previous.controlPlaneCount, config.controlPlaneCount);
+  if (scale) problems.push(`ha-k8s:controlPlaneCount: ${scale}`);
+  problems.push(...upgradeProblems(previous, config).problems);
+  return problems;
 }
 
 /** The one message for refused changes, in preview and in the offline render alike. */

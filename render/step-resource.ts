@@ -13,6 +13,14 @@ import {
   stepTraits,
 } from "./steps";
 
+/**
+ * The provider's own dial retries, for a connection refused or reset once a machine is known to
+ * accept logins (its login step ran first). They start 100 ms apart and back off to at most 5 s
+ * (retry.Until in pulumi/sdk, used by connection.go's dialWithRetry), so 20 quick failures span about
+ * a minute; perDialTimeout bounds an attempt that hangs. The real-cluster tier's engine dials the same.
+ */
+export const DIAL = { dialErrorLimit: 20, perDialTimeout: 30 } as const;
+
 export interface StepResource {
   /** The resource's name ("<node>-<kind>"), and the names it had before (aliases). */
   readonly name: string;
