@@ -9,7 +9,9 @@
 #  2. Runs jest on tests/cluster, bounded; removes what an interrupted earlier run left, and checks
 #     afterwards that nothing of the tier is left (namespaces, processes, mounts, cgroups, interfaces).
 # Needs Linux and root. Missing tools: a failure in CI (CI=true), a loud skip elsewhere.
-# HA_K8S_CLUSTER_SUITES: which test files (default: all of tests/cluster); extra arguments go to jest.
+# --upgrade runs the upgrade suite (tests/cluster/upgrade.test.ts) instead of the deploy, fault and
+# day-2 suite (tests/cluster/cluster.test.ts); further arguments go to jest; HA_K8S_LAB_KEEP=1 leaves
+# the lab running afterwards (npm run lab -- down removes it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 log() { printf 'test:cluster: %s\n' "$*" >&2; }
@@ -28,19 +30,35 @@ done
 [ "${#missing[@]}" -eq 0 ] ||
   unavailable "missing tools: ${missing[*]} (Debian packages iproute2, util-linux, openssh-client, openssh-server, sudo, iptables, dpkg-dev, apt-utils, gnupg, openssl, runc, gcc, jq, conntrack, socat; tools/setup.sh installs them)"
 
-read -r patch < <(node -e '
+# --upgrade: the upgrade suite, which needs the next minor's binaries, images and packages too.
+suite=tests/cluster/cluster.test.ts
+upgrade=false
+if [ "${1:-}" = --upgrade ]; then
+  upgrade=true
+  suite=tests/cluster/upgrade.test.ts
+  shift
+fi
+# The default minor's pinned patch, and the next minor's (the upgrade's target).
+read -r patch next < <(node -e '
 require("ts-node").register({ transpileOnly: true });
 const { SUPPORTED_KUBERNETES, DEFAULT_KUBERNETES_MINOR } = require("./render/versions");
-console.log(SUPPORTED_KUBERNETES[DEFAULT_KUBERNETES_MINOR].patch);')
+const minors = Object.keys(SUPPORTED_KUBERNETES);
+const next = SUPPORTED_KUBERNETES[minors[minors.indexOf(DEFAULT_KUBERNETES_MINOR) + 1]];
+console.log(SUPPORTED_KUBERNETES[DEFAULT_KUBERNETES_MINOR].patch, next ? next.patch : "");')
+versions=("$patch")
+if [ "$upgrade" = true ]; then
+  [ -n "$next" ] || unavailable "no supported minor after the default one: nothing to upgrade to"
+  versions+=("$next")
+fi
 started=$SECONDS
-if ! HA_K8S_LAB_ARTIFACTS="$(bash tests/cluster/lab/artifacts.sh "$patch")"; then
+if ! HA_K8S_LAB_ARTIFACTS="$(bash tests/cluster/lab/artifacts.sh "${versions[@]}")"; then
   command -v go >/dev/null || [ -x /usr/local/go/bin/go ] ||
     unavailable "Go is needed to build the lab's binaries (https://go.dev/dl/; /usr/local/go/bin on CI machines)"
-  log "FAILED: could not build the lab's artifacts for Kubernetes $patch; see above"
+  log "FAILED: could not build the lab's artifacts for Kubernetes ${versions[*]}; see above"
   exit 1
 fi
 export HA_K8S_LAB_ARTIFACTS
-log "artifacts for Kubernetes $patch ready in $HA_K8S_LAB_ARTIFACTS ($((SECONDS - started)) s)"
+log "artifacts for Kubernetes ${versions[*]} ready in $HA_K8S_LAB_ARTIFACTS ($((SECONDS - started)) s)"
 
 cleanup() {
   # shellcheck disable=SC2016 # JavaScript, not shell
@@ -52,5 +70,4 @@ removeAbandonedLabs((line) => console.error(`test:cluster: ${line}`)).catch((e) 
 cleanup
 trap cleanup EXIT
 # Bounded: a hung test must not keep the machines alive (the tier takes a few minutes warm).
-# shellcheck disable=SC2086 # HA_K8S_CLUSTER_SUITES is a list of paths
-timeout --kill-after=30 2400 node node_modules/jest/bin/jest.js --runInBand ${HA_K8S_CLUSTER_SUITES:-tests/cluster} "$@"
+timeout --kill-after=30 3000 node node_modules/jest/bin/jest.js --runInBand "$suite" "$@"

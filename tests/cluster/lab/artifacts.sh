@@ -2,6 +2,7 @@
 # Builds everything the lab's machines download, and prints the directory holding it:
 #   <dir>/labtool          the lab's own program (tests/cluster/labtool)
 #   <dir>/fake-gcs-server  Cloud Storage's JSON API (tools/fake-gcs-server.sh)
+#   <dir>/kubectl          the deployer's kubectl
 #   <dir>/images/          an OCI image layout: the images kubeadm asks for (`kubeadm config images
 #                          list` of each version), named as on registry.k8s.io ("pause:3.10.2",
 #                          "coredns/coredns:v1.14.2") and under "k8s/" as kubeadm names them for a
@@ -47,6 +48,7 @@ key="$(
 )"
 out="$HA_K8S_CACHE/lab/$key"
 if [ -f "$out/done" ]; then
+  touch "$out/done"
   echo "$out"
   exit 0
 fi
@@ -174,6 +176,8 @@ for version in "$@"; do
   declare -A bin=()
   for i in "${!components[@]}"; do bin[${components[$i]}]="${paths[$i]}"; done
   kubeadm="${bin[kubeadm]}"
+  # The deployer's kubectl (the tests use the stack's kubeconfig with it), of the first version.
+  [ -x "$out/kubectl" ] || cp "${bin[kubectl]}" "$out/kubectl"
   # What kubeadm deploys for this version: its own list, not ours.
   mapfile -t listed < <("$kubeadm" config images list --kubernetes-version "v$version" 2>/dev/null)
   etcd_tag="" coredns_tag="" pause_tag=""
@@ -277,7 +281,7 @@ for version in "$@"; do
     "Binaries required to provision kubernetes container networking" "$root"
   sign_repo "$dir" "obs://build.opensuse.org/isv:kubernetes:core:stable:v$minor/deb" "isv:kubernetes:core:stable:v$minor"
 
-  # The CRI-O stand-in: package cri-o of this minor, containerd inside (README, Known limitations).
+  # The CRI-O stand-in: package cri-o of this minor, containerd inside (docs/limitations.md).
   dir="$out/repo/opensuse/isv:/cri-o:/stable:/v$minor/deb"
   root="$pkg/cri-o"
   install -D -m 755 "$here/packages/crio" "$root/usr/bin/crio"
@@ -293,5 +297,7 @@ for version in "$@"; do
   sign_repo "$dir" "obs://build.opensuse.org/isv:cri-o:stable:v$minor/deb" "isv:cri-o:stable:v$minor"
 done
 touch "$out/done"
+# Earlier builds (other versions or sources) untouched for a week go: each is a few hundred MB.
+find "$HA_K8S_CACHE/lab" -mindepth 2 -maxdepth 2 -name 'done' -mtime +7 -printf '%h\n' | xargs -r rm -rf
 log "lab artifacts ready in $out ($((SECONDS - started)) s)"
 echo "$out"

@@ -44,13 +44,14 @@ for pair in cpu,cpuacct:cpu cpu,cpuacct:cpuacct net_cls,net_prio:net_cls net_cls
   [ -d "/sys/fs/cgroup/${pair%%:*}" ] && [ ! -e "/sys/fs/cgroup/${pair#*:}" ] && ln -s "${pair%%:*}" "/sys/fs/cgroup/${pair#*:}"
 done
 
-# The disk: copy-on-write layers over the host's directories, real directories for what runs
-# containers (containerd's overlay snapshots cannot live on an overlay) and etcd's data.
+# The disk: copy-on-write layers over the host's directories, and real directories for what runs
+# containers (containerd's overlay snapshots cannot live on an overlay; the kubelet's volumes). etcd's
+# data stays in /var's layer, a plain directory as on a VM's disk (a restore renames it).
 for dir in usr etc var opt root home; do
   mkdir -p "$disk/$dir-upper" "$disk/$dir-work"
   mount -t overlay overlay -o "lowerdir=/$dir,upperdir=$disk/$dir-upper,workdir=$disk/$dir-work" "/$dir"
 done
-for dir in kubelet etcd containerd; do
+for dir in kubelet containerd; do
   mkdir -p "$disk/var-lib-$dir" "/var/lib/$dir"
   mount --bind "$disk/var-lib-$dir" "/var/lib/$dir"
 done

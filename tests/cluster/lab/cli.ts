@@ -37,7 +37,7 @@ async function up(): Promise<number> {
   }
   const started = Date.now();
   const cluster = await LabCluster.create({ artifacts: artifacts(), log: (line) => console.log(line) });
-  fs.writeFileSync(path.join(cluster.lab.dir, KEPT_MARKER), "");
+  cluster.keep();
   const result = await cluster.up();
   if (!result.ok) {
     console.error(

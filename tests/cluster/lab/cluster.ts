@@ -3,14 +3,15 @@
 
 import * as fs from "fs";
 import * as path from "path";
-import { ClusterConfig } from "../../../render/config";
+import { PreviousOutputs, changeProblems, formatRefusal, immutableSettingsOf } from "../../../render/changes";
+import { ClusterConfig, RawConfig } from "../../../render/config";
 import { publicKubeconfig } from "../../../render/kubeconfig";
 import { renderBundle } from "../../../render/bundle";
-import { API_PORT, DeployedState, Step } from "../../../render/plan";
+import { API_PORT, Step } from "../../../render/plan";
 import { ADMIN_KUBECONFIG } from "../../../render/steps";
 import { deployParallelism } from "../../../render/parallelism";
-import { DeployResult, Engine, EngineState } from "./engine";
-import { LAB_BUCKET, Lab, MIRROR_IP } from "./lab";
+import { DeployInputs, DeployResult, Engine, EngineState } from "./engine";
+import { KEPT_MARKER, LAB_BUCKET, Lab, MIRROR_IP, STORAGE_IP } from "./lab";
 import { LabSecrets, LabStack, labStack, labStackConfig, makeSecrets } from "./stack";
 
 export interface LabClusterOptions {
@@ -23,6 +24,13 @@ export interface LabClusterOptions {
 export class LabCluster {
   state: EngineState = { resources: {} };
   stack: LabStack;
+  /**
+   * The stack's outputs that the next deployment reads back (index.ts): set by a deployment that
+   * succeeded; a failed one keeps the previous (pulumi/pulumi#15754).
+   */
+  outputs: PreviousOutputs = {};
+  /** The configuration changes made so far (`pulumi config set`), over the lab's stack. */
+  private overrides: RawConfig;
   readonly engine: Engine;
   /** Each deploy's result, in order. */
   readonly history: DeployResult[] = [];
@@ -35,6 +43,7 @@ export class LabCluster {
     readonly options: LabClusterOptions,
   ) {
     this.stack = labStack(config);
+    this.overrides = { ...(options.overrides ?? {}) };
     this.engine = new Engine(lab, path.join(lab.dir, "deployer"));
   }
 
@@ -57,13 +66,30 @@ export class LabCluster {
     return new LabCluster(lab, secrets, config, repoKey, options);
   }
 
-  /** The stack with other configuration (what `pulumi config set` and the next `up` would do). */
-  reconfigure(overrides: Record<string, unknown>, deployed: DeployedState = {}): void {
-    this.stack = labStack(labStackConfig(this.repoKey, { ...this.options.overrides, ...overrides }), deployed);
+  /**
+   * `pulumi config set` of these keys: the next `up` deploys the stack with them, planned against
+   * what the last deployment left (an upgrade when the version moved), and refused as preview
+   * refuses it (render/changes.ts changeProblems, what components/guard.ts applies).
+   */
+  reconfigure(changes: RawConfig): void {
+    const overrides = { ...this.overrides, ...changes };
+    const config = labStackConfig(this.repoKey, overrides);
+    const problems = changeProblems(this.outputs, config);
+    if (problems.length > 0) throw new Error(formatRefusal(problems));
+    this.overrides = overrides;
+    this.stack = labStack(config, {
+      kubernetesVersion: this.outputs.kubernetesVersion,
+      createdWithVersion: this.outputs.createdWithKubernetes,
+    });
   }
 
   /** One `pulumi up` of the current stack configuration. */
-  async up(options: { parallel?: number; stepTimeoutMs?: number } = {}): Promise<DeployResult> {
+  async up(
+    options: Pick<DeployInputs, "rerunAll" | "onStart" | "beforeDestroy"> & {
+      parallel?: number;
+      stepTimeoutMs?: number;
+    } = {},
+  ): Promise<DeployResult> {
     const result = await this.engine.deploy(
       {
         config: this.stack.config,
@@ -73,6 +99,9 @@ export class LabCluster {
         bucket: LAB_BUCKET,
         parallel: options.parallel ?? deployParallelism(this.stack.plan),
         stepTimeoutMs: options.stepTimeoutMs,
+        rerunAll: options.rerunAll,
+        onStart: options.onStart,
+        beforeDestroy: options.beforeDestroy,
         standIns: { cni: (step) => this.cniStandIn(step) },
         log: this.options.log,
       },
@@ -80,13 +109,28 @@ export class LabCluster {
     );
     this.state = result.state;
     this.history.push(result);
+    if (result.ok) {
+      const { config, plan } = this.stack;
+      this.outputs = {
+        controlPlaneCount: config.controlPlaneCount,
+        immutableSettings: immutableSettingsOf(config),
+        kubernetesVersion: plan.cluster.kubernetesPatch,
+        createdWithKubernetes: plan.cluster.createdWithVersion,
+        workerCount: config.workerCount,
+      };
+    }
     return result;
+  }
+
+  /** The tag of the lab's own image (the CNI stand-in's and the workload's), built with the artifacts. */
+  get labImageTag(): string {
+    return fs.readFileSync(path.join(this.options.artifacts, "lab-image-tag"), "utf8").trim();
   }
 
   /** The cni step's bundle in the tier: the bridge-and-routes stand-in (cni-standin.sh) for Calico. */
   private cniStandIn(step: Step): string {
     const script = "cni-standin.sh";
-    const tag = fs.readFileSync(path.join(this.options.artifacts, "lab-image-tag"), "utf8").trim();
+    const tag = this.labImageTag;
     return renderBundle(
       {
         stepId: step.id,
@@ -104,6 +148,45 @@ export class LabCluster {
     );
   }
 
+  /**
+   * The stack outputs `pulumi stack output --json --show-secrets` would print (index.ts exports
+   * them), for the tools that read a stack; written where the deployer's `pulumi` stand-in reads them.
+   */
+  writeStackOutputs(): string {
+    const { config, plan } = this.stack;
+    const file = path.join(this.lab.dir, "stack-outputs.json");
+    const outputs = {
+      clusterName: config.clusterName,
+      controlPlaneCount: config.controlPlaneCount,
+      kubernetesVersion: plan.cluster.kubernetesPatch,
+      createdWithKubernetes: plan.cluster.createdWithVersion,
+      controlPlaneEndpoint: `${plan.endpoint.internalIp}:${plan.endpoint.port}`,
+      loadBalancerExternalIp: this.secrets.values.externalIp,
+      nodes: plan.nodes.map((n) => ({ name: n.name, role: n.role, zone: n.zone, internalIp: n.internalIp })),
+      kubeconfig: this.kubeconfig(),
+      sshPrivateKey: this.secrets.values.sshPrivateKey,
+      caCertHash: this.secrets.values.caCertHash,
+      backupBucket: LAB_BUCKET,
+    };
+    fs.writeFileSync(file, JSON.stringify(outputs, null, 2), { mode: 0o600 });
+    return file;
+  }
+
+  /**
+   * The environment of a tool run where the deployer runs (`npm run restore-etcd`): the lab's
+   * stand-ins for the Pulumi CLI and gcloud first on PATH, pointed at this stack and the lab's storage.
+   */
+  deployerEnv(): NodeJS.ProcessEnv {
+    return {
+      ...process.env,
+      PATH: `${path.join(__dirname, "deployer-bin")}:${path.dirname(process.execPath)}:${process.env.PATH ?? ""}`,
+      HA_K8S_LAB_OUTPUTS: this.writeStackOutputs(),
+      HA_K8S_LAB_TOKEN: this.lab.storageToken,
+      HA_K8S_LAB_CA: this.lab.caCert,
+      HA_K8S_LAB_STORAGE_IP: STORAGE_IP,
+    };
+  }
+
   /** The stack's kubeconfig output (admin.conf at the external address), as `pulumi stack output`. */
   kubeconfig(): string {
     const step = this.stack.plan.steps.find((s) => s.kind === "kubeconfig");
@@ -114,6 +197,11 @@ export class LabCluster {
 
   get mirror(): string {
     return MIRROR_IP;
+  }
+
+  /** Leaves the lab running after this process ends, for `npm run lab -- down` to remove. */
+  keep(): void {
+    fs.writeFileSync(path.join(this.lab.dir, KEPT_MARKER), "");
   }
 
   async stop(): Promise<void> {

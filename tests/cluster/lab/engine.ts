@@ -22,11 +22,12 @@ import * as fs from "fs";
 import * as path from "path";
 import { ClusterConfig } from "../../../render/config";
 import { INFRASTRUCTURE_KINDS, Plan, Step, runsOnDeployer, withBackupBucket } from "../../../render/plan";
-import { StepResource, stepResource } from "../../../render/step-resource";
+import { DIAL, StepResource, stepResource } from "../../../render/step-resource";
 import { DeployValues, renderStepCommand, sshRoute } from "../../../render/steps";
 import { SSH_USER } from "../../../render/names";
 import { RunResult, redact, run } from "../../control-plane/exec";
 import { Lab } from "./lab";
+import { sleep } from "../../tools";
 
 /** Where a stored command runs: the deployer, or a machine's address (through the jump host or not). */
 export type Target =
@@ -88,6 +89,12 @@ export interface DeployInputs {
    * and delete; another bundle), where the real one cannot run here (Calico).
    */
   readonly standIns?: Partial<Record<Step["kind"], (step: Step) => string>>;
+  /** Runs every command again as an update (the tier's "every step a second time"). */
+  readonly rerunAll?: boolean;
+  /** Called when a step's command starts (the tier injects faults there). */
+  readonly onStart?: (step: Step, operation: Operation) => void;
+  /** Called before a machine that left the plan is destroyed (the tier looks at it first). */
+  readonly beforeDestroy?: (machine: string) => Promise<void>;
   readonly log?: (line: string) => void;
 }
 
@@ -98,6 +105,9 @@ const SSH_OPTIONS = [
 ]; // prettier-ignore
 
 const hash = (text: string) => createHash("sha256").update(text).digest("hex");
+/** ssh's own messages for a connection that never reached the command (refused, unreachable, reset). */
+const DIAL_FAILURE =
+  /(connect to host \S+ port \d+: (Connection refused|No route to host|Connection timed out))|open failed: connect failed|kex_exchange_identification|Connection (closed|reset) by \S+ port \d+\s*$/m;
 
 /** The ssh argv that runs `command` on a target (the jump hop as @pulumi/command's proxy: direct-tcpip). */
 export function sshArgv(keyFile: string, target: Extract<Target, { kind: "ssh" }>, command: string): string[] {
@@ -131,11 +141,27 @@ export class Engine {
     this.keyFile = path.join(workDir, "ssh-key");
   }
 
-  /** Runs one command where a step's command runs; stdout and the interleaved output, redacted. */
+  /**
+   * Runs one command where a step's command runs; stdout and the interleaved output, redacted. Over
+   * SSH it first dials as @pulumi/command does, again after a connection refused, reset or
+   * unreachable (DIAL: up to dialErrorLimit attempts, 100 ms apart at first, backing off to 5 s),
+   * then runs the command once: a session that breaks is a failure, as it is for the provider.
+   */
   async runOn(target: Target, command: string, stdin: string | undefined, timeoutMs: number): Promise<RunResult> {
-    const argv = target.kind === "deployer" ? ["bash", "-c", command] : sshArgv(this.keyFile, target, command);
-    const [cmd, ...args] = this.lab.deployerArgs(argv);
-    return run(cmd, args, { input: stdin ?? "", timeoutMs, cwd: this.workDir });
+    const inDeployer = (argv: string[], input: string) => {
+      const [cmd, ...args] = this.lab.deployerArgs(argv);
+      return run(cmd, args, { input, timeoutMs, cwd: this.workDir });
+    };
+    if (target.kind === "deployer") return inDeployer(["bash", "-c", command], stdin ?? "");
+    let wait = 100;
+    for (let attempt = 1; ; attempt++) {
+      const dial = await inDeployer(sshArgv(this.keyFile, target, "true"), "");
+      if (dial.code === 0) break;
+      if (!DIAL_FAILURE.test(dial.output) || attempt >= DIAL.dialErrorLimit) return dial;
+      await sleep(wait);
+      wait = Math.min(wait * 2, 5000);
+    }
+    return inDeployer(sshArgv(this.keyFile, target, command), stdin ?? "");
   }
 
   /** A step's command as the program declares it; its machines exist by then (see dependencies). */
@@ -187,7 +213,7 @@ export class Engine {
           if (step.kind === "vm") {
             const exists = this.lab.machines.has(step.node);
             if (!exists) await this.lab.createMachine(inputs.plan.nodes.find((n) => n.name === step.node)!);
-            state[step.id] = { id: step.id, kind: step.kind, node: step.node, dependsOn: step.dependsOn, triggers: [this.lab.machine(step.node).instanceId], deleteBeforeReplace: true, target: { kind: "deployer" } }; // prettier-ignore
+            state[step.id] = { id: step.id, kind: step.kind, node: step.node, dependsOn: waitsFor.get(step.id)!, triggers: [this.lab.machine(step.node).instanceId], deleteBeforeReplace: true, target: { kind: "deployer" } }; // prettier-ignore
             finish(exists ? "same" : "create", true);
             return;
           }
@@ -202,12 +228,13 @@ export class Engine {
           if (!old) operation = "create";
           else if (old.triggers.join(",") !== want.triggers.join(",")) operation = "replace";
           else if (old.stdinHash !== stdinHash && !want.resource.ignoreChanges.includes("stdin")) operation = "update";
-          else operation = "same";
+          else operation = inputs.rerunAll && want.resource.create !== undefined ? "update" : "same";
           if (operation === "same") {
             finish("same", true);
             return;
           }
           log(`${operation} ${step.id} on ${step.node}`);
+          inputs.onStart?.(step, operation);
           if (operation === "replace" && old.deleteCommand && old.deleteBeforeReplace) {
             const result = await this.runOn(old.target, old.deleteCommand, undefined, timeoutMs);
             if (result.code !== 0) {
@@ -228,7 +255,7 @@ export class Engine {
             id: step.id,
             kind: step.kind,
             node: step.node,
-            dependsOn: step.dependsOn,
+            dependsOn: waitsFor.get(step.id)!,
             stdinHash,
             triggers: want.triggers,
             deleteCommand: want.resource.delete,
@@ -280,7 +307,10 @@ export class Engine {
       const began = Date.now();
       let ok = true;
       if (r.kind === "vm") {
-        if (this.lab.machines.has(r.node)) this.lab.destroyMachine(r.node);
+        if (this.lab.machines.has(r.node)) {
+          await inputs.beforeDestroy?.(r.node);
+          this.lab.destroyMachine(r.node);
+        }
       } else if (r.deleteCommand) {
         log(`delete ${r.id} on ${r.node}`);
         const result = await this.runOn(r.target, r.deleteCommand, undefined, timeoutMs);
@@ -300,14 +330,19 @@ export class Engine {
       if (ok) delete state[r.id];
       log(`${ok ? "done" : "FAILED"} delete ${r.id}`);
     };
+    // Not deleted yet: waiting, or being deleted right now.
+    const undeleted = new Set(remaining);
     while (remaining.size > 0 || deleting.size > 0) {
       if (!failure) {
         for (const id of [...remaining]) {
           if (deleting.size >= inputs.parallel) break;
-          // Wait while another resource still being deleted depends on this one.
-          if ([...remaining].some((other) => other !== id && state[other]?.dependsOn.includes(id))) continue;
+          // Only once everything that depends on it is gone (not merely started going).
+          if ([...undeleted].some((other) => other !== id && state[other]?.dependsOn.includes(id))) continue;
           remaining.delete(id);
-          const p: Promise<void> = deleteOne(state[id]).finally(() => deleting.delete(p));
+          const p: Promise<void> = deleteOne(state[id]).finally(() => {
+            deleting.delete(p);
+            undeleted.delete(id);
+          });
           deleting.add(p);
         }
       }

@@ -291,9 +291,7 @@ openssl x509 -req -in storage.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days
   /** Boots a machine from its disk. */
   powerOn(name: string): void {
     const machine = this.machine(name);
-    if (machine.launcher && machine.launcher.exitCode === null && machine.launcher.signalCode === null) {
-      throw new Error(`machine ${name} is on`);
-    }
+    if (this.isOn(name)) throw new Error(`machine ${name} is on`);
     const console = fs.openSync(path.join(machine.disk, "console.log"), "a");
     machine.launcher = spawn(
       "bash",
@@ -310,6 +308,12 @@ openssl x509 -req -in storage.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days
     );
     machine.launcher.unref();
     fs.closeSync(console);
+  }
+
+  /** True while the machine runs (its namespaces' creator is alive). */
+  isOn(name: string): boolean {
+    const pid = this.machine(name).launcher?.pid;
+    return pid !== undefined && pidAlive(pid) && !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
   }
 
   /** A power cut: every process of the machine killed at once; its disk stays. */
@@ -364,6 +368,11 @@ openssl x509 -req -in storage.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days
       "KUBECONFIG=/etc/kubernetes/admin.conf",
       ...argv,
     ];
+  }
+
+  /** The argv that runs a command in the router's namespace (where the lab's services listen). */
+  routerArgs(argv: readonly string[]): string[] {
+    return ["ip", "netns", "exec", `${this.name}-router`, ...argv];
   }
 
   /** The argv that runs a command where the deploying machine would run it. */

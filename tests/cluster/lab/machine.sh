@@ -2,7 +2,7 @@
 # A lab machine's power switch. A machine is its own network, mount, UTS, IPC, PID and cgroup
 # namespaces (network from net.sh attach), a cgroup subtree of its own in every hierarchy, and a
 # disk: a directory holding the copy-on-write layers over the host's /usr, /etc, /var, /opt, /root
-# and /home and the real directories of /var/lib/{kubelet,etcd,containerd} (see boot.sh).
+# and /home and the real directories of /var/lib/{kubelet,containerd} (see boot.sh).
 #
 # Usage:
 #   machine.sh start <lab> <name> <disk> <seed> <labtool>   boots it (in the foreground: run it detached)

@@ -161,7 +161,8 @@ func writeConflist(dir, podCIDR string) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, "10-lab-bridge.conflist")
+	// Not "*bridge*.conflist": prepare-node.sh disables those (CRI-O's own default bridge networks).
+	path := filepath.Join(dir, "10-lab-network.conflist")
 	if current, err := os.ReadFile(path); err == nil && string(current) == string(data) {
 		return nil
 	}

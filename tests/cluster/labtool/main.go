@@ -12,7 +12,7 @@
 //	echo, get    a workload for the tier's Service test: an HTTP server naming its host, and a client
 //
 // Nothing here is part of what `pulumi up` deploys; it stands in for what a GCE VM or the internet
-// would provide (README, Known limitations, names each stand-in).
+// would provide (docs/limitations.md names each stand-in).
 package main
 
 import (

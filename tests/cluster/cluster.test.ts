@@ -1,0 +1,477 @@
+// The real-cluster tier (npm run test:cluster): the dev stack's plan (3 control planes, 2 workers,
+// 1 HAProxy VM) as machines on this host (tests/cluster/lab), deployed by running the plan's
+// bundles over real SSH as `pulumi up` would (tests/cluster/lab/engine.ts), then changed and broken
+// the way clusters are in their life. One cluster for the whole file: each test starts from where the
+// previous one left it.
+
+import { LabCluster } from "./lab/cluster";
+import { Checks } from "./lab/checks";
+import { DeployResult } from "./lab/engine";
+import { leftovers } from "./lab/lab";
+import { sleep } from "../tools";
+import { run } from "../control-plane/exec";
+
+const artifacts = process.env.HA_K8S_LAB_ARTIFACTS;
+const lines: string[] = [];
+const log = (line: string) => lines.push(`${new Date().toISOString().slice(11, 19)} ${line}`);
+
+/** The deploy succeeded; otherwise the failure (step, machine, output) is the test's message. */
+function expectOk(result: DeployResult): void {
+  if (!result.ok) throw new Error(`the deployment failed: ${result.failure}\nnot run: ${result.notRun.join(", ")}`);
+}
+
+async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    try {
+      if (await condition()) return;
+    } catch (error) {
+      last = (error as Error).message;
+    }
+    await sleep(1000);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
+}
+
+const describeCluster = artifacts ? describe : describe.skip;
+if (!artifacts)
+  console.warn("SKIPPING the real-cluster tier: run it with npm run test:cluster (it builds what it needs)");
+
+describeCluster("a real cluster on this machine", () => {
+  let cluster: LabCluster;
+  let checks: Checks;
+  const controlPlanes = () => cluster.stack.plan.nodes.filter((n) => n.role === "control-plane");
+  const workers = () => cluster.stack.plan.nodes.filter((n) => n.role === "worker");
+  const cp1 = () => controlPlanes()[0].name;
+
+  beforeAll(async () => {
+    cluster = await LabCluster.create({ artifacts: artifacts!, log });
+    checks = new Checks(cluster);
+  }, 120_000);
+
+  afterAll(async () => {
+    if (!cluster) return;
+    const name = cluster.lab.name;
+    // HA_K8S_LAB_KEEP=1: left running to look at (npm run lab -- down removes it).
+    if (process.env.HA_K8S_LAB_KEEP === "1") return cluster.keep();
+    await cluster.stop();
+    // Whatever happened above: nothing of the tier is left on this host.
+    expect(leftovers(name)).toEqual([]);
+  }, 120_000);
+
+  afterEach(() => {
+    // The engine's log of the test, for the CI output when something fails.
+    if (lines.length > 0) console.log(lines.splice(0).join("\n"));
+    // A test that failed half-way through a fault leaves no machine off for the next one.
+    for (const name of cluster?.lab.machines.keys() ?? []) if (!cluster.lab.isOn(name)) cluster.lab.powerOn(name);
+  });
+
+  test(
+    "a fresh deploy: every step runs, every Node Ready, 3 etcd voters, the API through HAProxy and the kubeconfig output",
+    async () => {
+      const result = await cluster.up();
+      expectOk(result);
+      const commands = cluster.stack.plan.steps.filter(
+        (s) => !["vm", "network", "load-balancer", "backup-bucket"].includes(s.kind),
+      );
+      expect(
+        result.records
+          .filter((r) => r.operation === "create" && r.ok)
+          .map((r) => r.id)
+          .sort(),
+      ).toEqual([...commands.map((s) => s.id), ...cluster.stack.plan.nodes.map((n) => `${n.name}/vm`)].sort());
+
+      // Through the stack's kubeconfig output: the external address, NAT'd to HAProxy.
+      const nodes = await checks.nodes();
+      expect(nodes.map((n) => [n.name, n.ready, n.kubeletVersion]).sort()).toEqual(
+        cluster.stack.plan.nodes
+          .filter((n) => n.role !== "loadbalancer")
+          .map((n) => [n.name, true, `v${cluster.stack.plan.cluster.kubernetesPatch}`])
+          .sort(),
+      );
+      // etcd: one started voting member per control plane, each healthy.
+      const members = await checks.etcdMembers(cp1());
+      expect(members.map((m) => [m.name, m.peerUrl, m.learner]).sort()).toEqual(
+        controlPlanes()
+          .map((n) => [n.name, `https://${n.internalIp}:2380`, false])
+          .sort(),
+      );
+      expect((await checks.etcdHealthyEndpoints(cp1())).sort()).toEqual(
+        controlPlanes()
+          .map((n) => `https://${n.internalIp}:2379`)
+          .sort(),
+      );
+      // The API on the endpoint address (HAProxy), from a worker, as the kubelets reach it.
+      const endpoint = `${cluster.stack.plan.endpoint.internalIp}:${cluster.stack.plan.endpoint.port}`;
+      expect(await checks.onMachine(workers()[0].name, `curl -ks https://${endpoint}/readyz`)).toBe("ok");
+      // verify.sh ran last and passed; the join credentials are gone until the next join.
+      expect(result.records.find((r) => r.id === "cluster/verify")?.ok).toBe(true);
+      expect(
+        await checks.kubectl([
+          "-n",
+          "kube-system",
+          "get",
+          "secrets",
+          "--field-selector=type=bootstrap.kubernetes.io/token",
+          "-o",
+          "name",
+        ]),
+      ).toBe("");
+      // Packages from the signed repositories, held; images through the registry mirror.
+      expect(await checks.onMachine(workers()[0].name, "apt-mark showhold | sort")).toBe(
+        ["cri-o", "cri-tools", "kubeadm", "kubectl", "kubelet", ""].join("\n"),
+      );
+      const requests = checks.mirrorRequests().join("\n");
+      for (const pulled of [
+        "/v2/pause/manifests/",
+        "/v2/kube-apiserver/manifests/",
+        "/v2/coredns/coredns/manifests/",
+      ]) {
+        expect(requests).toContain(pulled);
+      }
+      expect(requests).toMatch(/ns=registry\.k8s\.io/);
+      expect(requests).toMatch(/ns=docker\.io/);
+    },
+    15 * 60_000,
+  );
+
+  test(
+    "a workload: 2 replicas spread over the workers, its ClusterIP Service answering a pod on another machine",
+    async () => {
+      const tag = cluster.labImageTag;
+      const image = `quay.io/hak8slab/labtool:${tag}`;
+      await checks.kubectl(
+        ["apply", "-f", "-"],
+        JSON.stringify({
+          apiVersion: "v1",
+          kind: "List",
+          items: [
+            {
+              apiVersion: "apps/v1",
+              kind: "Deployment",
+              metadata: { name: "echo", namespace: "default" },
+              spec: {
+                replicas: 2,
+                selector: { matchLabels: { app: "echo" } },
+                template: {
+                  metadata: { labels: { app: "echo" } },
+                  spec: {
+                    affinity: {
+                      podAntiAffinity: {
+                        requiredDuringSchedulingIgnoredDuringExecution: [
+                          { labelSelector: { matchLabels: { app: "echo" } }, topologyKey: "kubernetes.io/hostname" },
+                        ],
+                      },
+                    },
+                    containers: [{ name: "echo", image, args: ["echo", "--listen", ":8080"] }],
+                  },
+                },
+              },
+            },
+            {
+              apiVersion: "v1",
+              kind: "Service",
+              metadata: { name: "echo", namespace: "default" },
+              spec: { selector: { app: "echo" }, ports: [{ port: 80, targetPort: 8080 }] },
+            },
+          ],
+        }),
+      );
+      await checks.kubectl(["rollout", "status", "deployment/echo", "--timeout=180s"]);
+      const pods = JSON.parse(await checks.kubectl(["get", "pods", "-l", "app=echo", "-o", "json"])) as {
+        items: { metadata: { name: string }; spec: { nodeName: string } }[];
+      };
+      const podNodes = new Map(pods.items.map((p) => [p.metadata.name, p.spec.nodeName]));
+      expect([...podNodes.values()].sort()).toEqual(
+        workers()
+          .map((w) => w.name)
+          .sort(),
+      );
+
+      // A client on the first control plane (another machine than either replica), through the
+      // Service's ClusterIP: kube-proxy's rules and the routes between the machines' pod networks.
+      const client = {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "client", namespace: "default" },
+        spec: {
+          nodeName: cp1(),
+          tolerations: [{ operator: "Exists" }],
+          restartPolicy: "Never",
+          containers: [
+            { name: "client", image, args: ["get", "--timeout", "10s", "http://echo.default.svc.cluster.local"] },
+          ],
+        },
+      };
+      const answers = new Set<string>();
+      for (let i = 0; i < 4 && answers.size < 2; i++) {
+        await checks.kubectl(["delete", "pod", "client", "--ignore-not-found", "--wait=true"]);
+        await checks.kubectl(["apply", "-f", "-"], JSON.stringify(client));
+        await waitFor(
+          "the client pod to finish",
+          async () =>
+            /Succeeded|Failed/.test(await checks.kubectl(["get", "pod", "client", "-o", "jsonpath={.status.phase}"])),
+          120_000,
+        );
+        const answer = await checks.kubectl(["logs", "client"]);
+        const pod = /pod=(\S+)/.exec(answer)?.[1];
+        expect(pod && podNodes.get(pod)).toBeTruthy();
+        expect(podNodes.get(pod!)).not.toBe(cp1());
+        answers.add(pod!);
+      }
+      expect(answers.size).toBeGreaterThanOrEqual(1);
+      // quay.io's name, pulled through the mirror (registryMirror covers quay.io).
+      expect(checks.mirrorRequests().join("\n")).toMatch(/\/v2\/hak8slab\/labtool\/manifests\/.*ns=quay\.io/);
+    },
+    10 * 60_000,
+  );
+
+  test(
+    "every step run a second time succeeds and changes nothing",
+    async () => {
+      const machines = cluster.stack.plan.nodes.map((n) => n.name);
+      const fingerprint = async () => ({
+        nodes: (await checks.nodes()).map((n) => `${n.name} ${n.uid}`).sort(),
+        members: (await checks.etcdMembers(cp1())).map((m) => `${m.name} ${m.id}`).sort(),
+        services: Object.fromEntries(await Promise.all(machines.map(async (m) => [m, await checks.serviceStarts(m)]))),
+        containers: Object.fromEntries(
+          await Promise.all(
+            controlPlanes().map(async (n) => [n.name, (await checks.onMachine(n.name, "crictl ps -q | sort")).trim()]),
+          ),
+        ),
+        files: Object.fromEntries(
+          await Promise.all(
+            machines.map(async (m) => [
+              m,
+              await checks.onMachine(
+                m,
+                "find /etc/kubernetes /var/lib/kubelet/config.yaml /etc/crio /etc/containers /etc/apt/sources.list.d /etc/cni " +
+                  "/etc/haproxy -type f 2>/dev/null | sort | xargs -r sha256sum",
+              ),
+            ]),
+          ),
+        ),
+      });
+      const before = await fingerprint();
+      const result = await cluster.up({ rerunAll: true });
+      expectOk(result);
+      const commands = cluster.stack.plan.steps.filter(
+        (s) => !["vm", "network", "load-balancer", "backup-bucket", "removal"].includes(s.kind),
+      );
+      expect(
+        result.records
+          .filter((r) => r.operation === "update" && r.ok)
+          .map((r) => r.id)
+          .sort(),
+      ).toEqual(commands.map((s) => s.id).sort());
+      expect(await fingerprint()).toEqual(before);
+    },
+    15 * 60_000,
+  );
+
+  test(
+    "a control plane killed: the API through HAProxy keeps answering, etcd keeps quorum; powered on again, it rejoins",
+    async () => {
+      const victim = controlPlanes()[1];
+      const before = (await checks.etcdMembers(cp1())).find((m) => m.name === victim.name)!;
+      const endpoint = `${cluster.stack.plan.endpoint.internalIp}:${cluster.stack.plan.endpoint.port}`;
+      // A new request to the endpoint every 200 ms for 30 s, from a worker, while the machine dies.
+      const probe = checks.onMachine(
+        workers()[0].name,
+        `end=$((SECONDS + 30)); while [ $SECONDS -lt $end ]; do
+           started=$(date +%s%3N)
+           if curl -ksf --max-time 3 https://${endpoint}/readyz >/dev/null; then echo "$started ok"; else echo "$started failed"; fi
+           sleep 0.2; done`,
+      );
+      await sleep(5000);
+      const killedAt = Date.now();
+      cluster.lab.powerOff(victim.name);
+      const answers = (await probe)
+        .trim()
+        .split("\n")
+        .map((line) => ({ at: Number(line.split(" ")[0]), ok: line.endsWith(" ok") }));
+      const failed = answers.filter((a) => !a.ok).map((a) => a.at - killedAt);
+      log(
+        `the API through HAProxy while ${victim.name} died: ${answers.length - failed.length} answers, ` +
+          `failures at ${failed.join(", ") || "none"} ms from the power cut`,
+      );
+      // Only a request in flight on the dying API server can fail (TCP: HAProxy cannot move a request
+      // it has already passed on); every new one is answered by the others (retries, redispatch).
+      expect(answers.filter((a) => a.ok).length).toBeGreaterThan(50);
+      expect(failed.length).toBeLessThanOrEqual(2);
+      for (const at of failed) expect(Math.abs(at)).toBeLessThan(3000);
+      // Quorum: two of three members healthy, and the cluster takes writes.
+      expect((await checks.etcdHealthyEndpoints(cp1())).sort()).toEqual(
+        controlPlanes()
+          .filter((n) => n !== victim)
+          .map((n) => `https://${n.internalIp}:2379`)
+          .sort(),
+      );
+      await checks.kubectl(["create", "configmap", "written-while-cp-2-was-down", "--from-literal=k=v"]);
+
+      cluster.lab.powerOn(victim.name);
+      await waitFor(
+        `${victim.name} back: its Node Ready and its etcd member healthy`,
+        async () =>
+          (await checks.nodes()).find((n) => n.name === victim.name)?.ready === true &&
+          (await checks.etcdHealthyEndpoints(cp1())).length === controlPlanes().length,
+        240_000,
+      );
+      // The same member, back (not a new one), and nothing for pulumi up to do.
+      expect((await checks.etcdMembers(cp1())).find((m) => m.name === victim.name)?.id).toBe(before.id);
+      const again = await cluster.up();
+      expectOk(again);
+      expect(again.records.filter((r) => r.operation !== "same")).toEqual([]);
+    },
+    10 * 60_000,
+  );
+
+  test(
+    "workers 2 -> 3, the new one killed during its join: the deployment stops there, the next one joins it (with the credentials verify revoked issued again)",
+    async () => {
+      const worker3 = "ha-k8s-dev-worker-3";
+      expect(await checks.joinTokens()).toEqual([]);
+      cluster.reconfigure({ workerCount: 3 });
+      let killed = false;
+      const interrupted = await cluster.up({
+        onStart: (step) => {
+          if (step.id === `${worker3}/join` && !killed) {
+            killed = true;
+            // Mid-join: kubeadm has started (discovery, TLS bootstrap), the kubelet not yet registered.
+            setTimeout(() => cluster.lab.powerOff(worker3), 2500);
+          }
+        },
+      });
+      expect(killed).toBe(true);
+      expect(interrupted.ok).toBe(false);
+      expect(interrupted.failure).toContain(`${worker3}/join on ${worker3} failed`);
+      expect(interrupted.notRun).toEqual(expect.arrayContaining([`${worker3}/ready`, "cluster/verify"]));
+
+      cluster.lab.powerOn(worker3);
+      const resumed = await cluster.up();
+      expectOk(resumed);
+      expect(resumed.records.find((r) => r.id === `${worker3}/join`)).toMatchObject({ operation: "create", ok: true });
+      expect((await checks.nodes()).find((n) => n.name === worker3)).toMatchObject({ ready: true });
+      expect(await checks.joinTokens()).toEqual([]);
+    },
+    15 * 60_000,
+  );
+
+  test(
+    "workers 3 -> 2: the Node is drained and deleted, the machine reset before it goes",
+    async () => {
+      const worker3 = "ha-k8s-dev-worker-3";
+      cluster.reconfigure({ workerCount: 2 });
+      const seen: string[] = [];
+      const result = await cluster.up({
+        beforeDestroy: async (machine) => {
+          // leave.sh (kubeadm reset) ran on it: no kubelet credentials, no static Pods, no kubelet.
+          seen.push(machine);
+          expect(
+            await checks.onMachine(machine, "ls /etc/kubernetes; systemctl is-active kubelet || true"),
+          ).not.toMatch(/kubelet\.conf|^active$/m);
+        },
+      });
+      expectOk(result);
+      expect(seen).toEqual([worker3]);
+      const deletes = result.records.filter((r) => r.operation === "delete").map((r) => r.id);
+      expect(deletes).toEqual(expect.arrayContaining([`${worker3}/removal`, `${worker3}/join`, `${worker3}/vm`]));
+      // The drain (the removal, on a control plane) ran before the machine's own reset.
+      expect(deletes.indexOf(`${worker3}/removal`)).toBeLessThan(deletes.indexOf(`${worker3}/join`));
+      expect((await checks.nodes()).map((n) => n.name)).not.toContain(worker3);
+      expect(cluster.lab.machines.has(worker3)).toBe(false);
+    },
+    10 * 60_000,
+  );
+
+  test(
+    "control planes 3 -> 5 -> 3, one etcd member at a time, quorum and the API throughout",
+    async () => {
+      const endpoint = `${cluster.stack.plan.endpoint.internalIp}:${cluster.stack.plan.endpoint.port}`;
+      // The API through HAProxy (which needs a quorum of etcd behind it), every second, from a worker.
+      const watch = (seconds: number) =>
+        checks.onMachine(
+          workers()[0].name,
+          `ok=0; failed=0; end=$((SECONDS + ${seconds})); while [ $SECONDS -lt $end ]; do
+           if curl -ksf --max-time 3 https://${endpoint}/readyz >/dev/null; then ok=$((ok + 1)); else failed=$((failed + 1)); fi
+           sleep 1; done; echo "$ok $failed"`,
+          (seconds + 60) * 1000,
+        );
+      cluster.reconfigure({ controlPlaneCount: 5 });
+      const up = cluster.up();
+      const during = watch(150);
+      const grown = await up;
+      expectOk(grown);
+      const [okUp, failedUp] = (await during).trim().split(" ").map(Number);
+      log(`the API while growing to 5 control planes: ${okUp} answers, ${failedUp} failures`);
+      expect(failedUp).toBe(0);
+      const joins = grown.records.filter((r) => r.kind === "join" && r.operation === "create").map((r) => r.node);
+      expect(joins).toEqual(["ha-k8s-dev-cp-4", "ha-k8s-dev-cp-5"]);
+      expect((await checks.etcdMembers(cp1())).filter((m) => !m.learner).length).toBe(5);
+      expect((await checks.etcdHealthyEndpoints(cp1())).length).toBe(5);
+
+      cluster.reconfigure({ controlPlaneCount: 3 });
+      const down = cluster.up();
+      const shrinking = watch(90);
+      const shrunk = await down;
+      expectOk(shrunk);
+      const [okDown, failedDown] = (await shrinking).trim().split(" ").map(Number);
+      log(`the API while shrinking to 3 control planes: ${okDown} answers, ${failedDown} failures`);
+      expect(failedDown).toBe(0);
+      // One member at a time: cp-5 left before cp-4.
+      const removals = shrunk.records.filter((r) => r.kind === "member" && r.operation === "delete").map((r) => r.id);
+      expect(removals).toEqual(["ha-k8s-dev-cp-5/member", "ha-k8s-dev-cp-4/member"]);
+      expect((await checks.etcdMembers(cp1())).map((m) => m.name).sort()).toEqual(
+        controlPlanes()
+          .map((n) => n.name)
+          .sort(),
+      );
+      expect((await checks.nodes()).map((n) => n.name).sort()).toEqual(
+        [...controlPlanes(), ...workers()].map((n) => n.name).sort(),
+      );
+    },
+    20 * 60_000,
+  );
+
+  test(
+    "backups: the timer's service uploads one snapshot, from the etcd leader; npm run restore-etcd brings deleted data back",
+    async () => {
+      const unit = "ha-k8s-etcd-backup.service";
+      const before = await checks.snapshots();
+      // As the timer fires on every control plane at once: only the leader uploads.
+      const runs = await Promise.all(
+        controlPlanes().map((cp) =>
+          checks.tryOnMachine(cp.name, `systemctl start ${unit}; cat /var/log/standin/${unit}.log`),
+        ),
+      );
+      for (const r of runs) expect(r.code).toBe(0);
+      const uploaded = (await checks.snapshots()).filter((o) => !before.includes(o));
+      expect(uploaded).toHaveLength(1);
+      expect(runs.filter((r) => /not the etcd leader/.test(r.output))).toHaveLength(controlPlanes().length - 1);
+
+      // Data written, a snapshot, the data deleted, then the restore from the newest snapshot.
+      await checks.kubectl(["create", "configmap", "precious", "--from-literal=kept=yes"]);
+      await Promise.all(controlPlanes().map((cp) => checks.onMachine(cp.name, `systemctl start ${unit}`)));
+      await checks.kubectl(["delete", "configmap", "precious"]);
+      // The stack is the lab's (the deployer's pulumi stand-in prints its outputs).
+      const [cmd, ...args] = cluster.lab.deployerArgs(["bash", "tools/restore-etcd.sh", "dev", "--yes"]);
+      const restore = await run(cmd, args, { env: cluster.deployerEnv(), timeoutMs: 10 * 60_000 });
+      log(restore.output.trimEnd().split("\n").slice(-12).join("\n"));
+      expect(restore.code).toBe(0);
+      await waitFor(
+        "the API and every Node after the restore",
+        async () => (await checks.nodes()).every((n) => n.ready),
+        300_000,
+      );
+      expect(await checks.kubectl(["get", "configmap", "precious", "-o", "jsonpath={.data.kept}"])).toBe("yes");
+      expect((await checks.etcdMembers(cp1())).map((m) => m.name).sort()).toEqual(
+        controlPlanes()
+          .map((n) => n.name)
+          .sort(),
+      );
+      expect((await checks.etcdHealthyEndpoints(cp1())).length).toBe(controlPlanes().length);
+    },
+    15 * 60_000,
+  );
+});
