@@ -12,7 +12,10 @@ set -euo pipefail
 
 HA_K8S_CACHE="${HA_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha-k8s}"
 NODE_PACKAGE_VERSION="24.21.0"
-APT_PACKAGES=(haproxy shellcheck bats bats-assert bats-support openssl curl jq iproute2 procps cloud-init openssh-server systemd)
+APT_PACKAGES=(haproxy shellcheck bats bats-assert bats-support openssl curl jq iproute2 procps cloud-init openssh-server systemd
+  # The real-cluster lab (tests/cluster): its machines' image (sudo, iptables, kmod, runc under the
+  # container runtime), its signed repositories (apt-utils, gnupg) and the pause image (gcc).
+  sudo iptables conntrack kmod runc apt-utils gnupg gcc libc6-dev)
 
 setup_log() { printf 'setup: %s\n' "$*" >&2; }
 

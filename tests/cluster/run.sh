@@ -24,11 +24,11 @@ unavailable() {
 [ "$(uname -s)" = Linux ] || unavailable "the real-cluster tier needs Linux (namespaces, cgroups)"
 [ "$(id -u)" -eq 0 ] || unavailable "the real-cluster tier needs root (it makes namespaces, cgroups and mounts): run it as root"
 missing=()
-for tool in ip unshare nsenter ssh sshd sudo iptables dpkg-deb apt-ftparchive gpg openssl runc gcc jq conntrack socat; do
+for tool in ip unshare nsenter ssh sshd sudo iptables dpkg-deb apt-ftparchive gpg openssl runc gcc jq conntrack depmod; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 [ "${#missing[@]}" -eq 0 ] ||
-  unavailable "missing tools: ${missing[*]} (Debian packages iproute2, util-linux, openssh-client, openssh-server, sudo, iptables, dpkg-dev, apt-utils, gnupg, openssl, runc, gcc, jq, conntrack, socat; tools/setup.sh installs them)"
+  unavailable "missing tools: ${missing[*]} (Debian packages iproute2, util-linux, openssh-client, openssh-server, sudo, iptables, dpkg, apt-utils, gnupg, openssl, runc, gcc, jq, conntrack, kmod; tools/setup.sh installs them)"
 
 # --upgrade: the upgrade suite, which needs the next minor's binaries, images and packages too.
 suite=tests/cluster/cluster.test.ts

@@ -152,6 +152,34 @@ export class Checks {
       .map((s) => s.metadata.name);
   }
 
+  /**
+   * A new request to the API through HAProxy (the endpoint) every 500 ms from a machine, until
+   * stop(): when each started and whether it was answered ready.
+   */
+  async startApiProbe(machine: string): Promise<{ stop(): Promise<{ at: number; ok: boolean }[]> }> {
+    const { endpoint } = this.cluster.stack.plan;
+    const stopFile = `/run/api-probe-${Date.now()}.stop`;
+    const done = this.onMachine(
+      machine,
+      `while [ ! -e ${stopFile} ]; do
+         started=$(date +%s%3N)
+         if curl -ksf --max-time 3 https://${endpoint.internalIp}:${endpoint.port}/readyz >/dev/null; then echo "$started ok"; else echo "$started failed"; fi
+         sleep 0.5
+       done; rm -f ${stopFile}`,
+      3 * 60 * 60_000,
+    );
+    return {
+      stop: async () => {
+        await this.onMachine(machine, `touch ${stopFile}`);
+        return (await done)
+          .trim()
+          .split("\n")
+          .filter(Boolean)
+          .map((line) => ({ at: Number(line.split(" ")[0]), ok: line.endsWith(" ok") }));
+      },
+    };
+  }
+
   /** The objects in the stack's snapshot bucket, oldest name first (they start with the UTC time). */
   async snapshots(): Promise<string[]> {
     const [cmd, ...args] = this.lab.routerArgs([
