@@ -244,8 +244,20 @@ export function renderBackupTimer(schedule: string): string {
 }
 
 /**
+ * How long one run of etcd-backup.sh may take, all of it: the wait for another run's lock, the
+ * snapshot and every upload attempt get at most what is left (the script's own default of
+ * BACKUP_RUN_SECONDS is this number; tests/backup/bounds.test.ts keeps them equal). 35 minutes: less
+ * than the 40 Pulumi gives the pre-change snapshot step (stepTimeouts, render/steps.ts).
+ */
+export const BACKUP_RUN_SECONDS = 2100;
+/** What systemd adds to the run's bound before it kills the service: the script's own cleanup. */
+export const BACKUP_STOP_MARGIN_SECONDS = 120;
+
+/**
  * The service the timer starts (systemd.service(5), oneshot): one run of etcd-backup.sh, whose log
  * lines go to the journal, so `systemctl status ha-k8s-etcd-backup` shows the last run's outcome.
+ * Its TimeoutStartSec (a oneshot's whole run, systemd.service(5)) is the script's bound plus a margin,
+ * so the script, not systemd, ends a run that takes too long, and says why.
  */
 export function renderBackupService(): string {
   return [
@@ -261,7 +273,7 @@ export function renderBackupService(): string {
     "Type=oneshot",
     `EnvironmentFile=${BACKUP_ENV_PATH}`,
     `ExecStart=${BACKUP_SCRIPT_PATH}`,
-    "TimeoutStartSec=30min",
+    `TimeoutStartSec=${BACKUP_RUN_SECONDS + BACKUP_STOP_MARGIN_SECONDS}s`,
     "Nice=10",
     "IOSchedulingClass=idle",
     "PrivateTmp=true",

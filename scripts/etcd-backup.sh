@@ -9,11 +9,23 @@
 # key on disk), the uploaded MD5 compared, and the local copy deleted whatever happens. A failed
 # run leaves nothing behind (the next run starts over) and never uploads over an existing object.
 #
+# Upload attempts (three at most): each asks the metadata server for a token of its own (one may
+# have expired during the previous attempt), and each writes an object of its own name (attempt n >
+# 1 adds "-attempt<n>" before .db). An attempt whose success response was lost has stored its
+# object; the next one, under the same name, would get 412 from ifGenerationMatch=0 and fail a run
+# that succeeded, and this machine cannot look at what exists (roles/storage.objectCreator grants
+# storage.objects.create only: no get, no list). A lost response thus leaves two identical objects.
+#
+# Time: the whole run is bounded by BACKUP_RUN_SECONDS (default below, the same number as
+# BACKUP_RUN_SECONDS in render/backup.ts, whose systemd unit gives the run that long plus a margin
+# to clean up; tests/backup/bounds.test.ts keeps them equal): the wait for another run's lock, the
+# snapshot and each upload attempt get at most what is left of it.
+#
 # Inputs (environment; /etc/ha-k8s/etcd-backup.env for the timer): BACKUP_BUCKET, CLUSTER_NAME,
 #   NODE_NAME, ETCDUTL (path), BACKUP_REASON (scheduled|pre-change), BACKUP_LEADER_ONLY (true|false);
 #   the snapshot step also passes CONTROL_PLANE_COUNT and KUBERNETES_VERSION (logged).
 # Test hooks, besides lib.sh's: HA_K8S_METADATA_URL and HA_K8S_STORAGE_URL replace the metadata
-#   server and the Cloud Storage endpoint.
+#   server and the Cloud Storage endpoint; BACKUP_RUN_SECONDS the run's bound.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,12 +49,32 @@ SNAPSHOT_DIR=/var/lib/etcd/ha-k8s-snapshot
 # What must stay free on etcd's disk after the snapshot is written.
 RESERVE_BYTES=$((1024 * 1024 * 1024))
 LAST_SUCCESS=/var/lib/ha-k8s/etcd-backup.last-success
+UPLOAD_ATTEMPTS=3
+# Caps within the run's bound: etcdctl's snapshot, and one upload attempt.
+SNAPSHOT_SECONDS=900
+UPLOAD_SECONDS=1200
+# An upload attempt with less time than this left is not started.
+MIN_ATTEMPT_SECONDS=30
 
-# One run at a time on a machine (the timer and the snapshot step may meet on the first control plane).
+# The run's bound. 2100 s (35 min) stays inside the 40 minutes Pulumi gives the snapshot step
+# (stepTimeouts in render/steps.ts).
+RUN_SECONDS="${BACKUP_RUN_SECONDS:-2100}"
+[[ "$RUN_SECONDS" =~ ^[0-9]+$ ]] || die "BACKUP_RUN_SECONDS is not a number of seconds: $RUN_SECONDS"
+deadline=$((SECONDS + RUN_SECONDS))
+# left [cap]: seconds left of the run, at most cap.
+left() {
+  local n=$((deadline - SECONDS))
+  [ "$n" -gt 0 ] || n=0
+  if [ $# -gt 0 ] && [ "$n" -gt "$1" ]; then n="$1"; fi
+  echo "$n"
+}
+
+# One run at a time on a machine (the timer and the snapshot step may meet on the first control
+# plane): wait for the other at most a third of the run's bound, so this one still has time.
 lock="$(root_path /run/lock/ha-k8s-etcd-backup.lock)"
 mkdir -p "$(dirname "$lock")"
 exec 9>"$lock"
-flock -w 1800 9 || die "another etcd snapshot has been running for 30 minutes"
+flock -w $((RUN_SECONDS / 3)) 9 || die "another etcd snapshot has been running for $((RUN_SECONDS / 3)) s"
 
 # "MemberID" : 123 and the like, from `etcdctl endpoint status -w fields`.
 field() { sed -n "s/^\"$1\" : \\([0-9][0-9]*\\)\$/\\1/p" <<<"$status" | head -n 1; }
@@ -81,13 +113,13 @@ if [ "$available" -lt $((db_size + RESERVE_BYTES)) ]; then
 fi
 
 started=$SECONDS
-name="$(date -u +%Y%m%dT%H%M%SZ)-$NODE_NAME-$REASON.db"
-object="etcd/$CLUSTER_NAME/$name"
+base="$(date -u +%Y%m%dT%H%M%SZ)-$NODE_NAME-$REASON"
+name="$base.db"
 file="$host_dir/$name"
 change=""
 [ -n "${CONTROL_PLANE_COUNT:-}" ] && change=" (before a change; $CONTROL_PLANE_COUNT control planes, Kubernetes ${KUBERNETES_VERSION:-?})"
 log "etcd snapshot of member $member$change: $SNAPSHOT_DIR/$name"
-out="$(ETCDCTL_TIMEOUT=15m etcdctl_local snapshot save "$SNAPSHOT_DIR/$name" 2>&1)" ||
+out="$(ETCDCTL_TIMEOUT="$(left "$SNAPSHOT_SECONDS")s" etcdctl_local snapshot save "$SNAPSHOT_DIR/$name" 2>&1)" ||
   die "etcdctl snapshot save failed: $(tail -n 3 <<<"$out")"
 [ -s "$file" ] || die "etcdctl reported success but $file does not exist on the host"
 
@@ -103,23 +135,39 @@ size="$(stat -c %s "$file")"
 md5="$(openssl dgst -md5 -binary "$file" | base64)"
 log "snapshot checked by etcdutl: revision $revision, $keys keys, $size bytes"
 
-token_json="$(metadata instance/service-accounts/default/token)" ||
-  die "the metadata server gave no access token for this VM's service account"
-token="$(sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p' <<<"$token_json")"
-unset token_json
-[ -n "$token" ] || die "the metadata server's token response holds no access_token"
-
-# A single-request (uploadType=media) upload streamed from the file; ifGenerationMatch=0 makes it
-# succeed only if no live object has that name. The token travels in a header read from stdin,
-# never on the command line.
+# One upload attempt: a fresh token, its own object name, and at most what is left of the run (or
+# UPLOAD_SECONDS). A single-request (uploadType=media) upload streamed from the file;
+# ifGenerationMatch=0 makes it succeed only if no live object has that name
+# (cloud.google.com/storage/docs/json_api/v1/objects/insert). The token travels in a header read
+# from stdin, never on the command line.
 response="$host_dir/response.json"
+attempt=0
+object=""
 upload() {
-  curl -sS --fail-with-body --max-time 1800 --config - --request POST --upload-file "$file" \
+  local token_json token budget
+  attempt=$((attempt + 1))
+  object="etcd/$CLUSTER_NAME/$base.db"
+  [ "$attempt" -eq 1 ] || object="etcd/$CLUSTER_NAME/$base-attempt$attempt.db"
+  budget="$(left "$UPLOAD_SECONDS")"
+  if [ "$budget" -lt "$MIN_ATTEMPT_SECONDS" ]; then
+    printf '{"error":"no time left for upload attempt %s within BACKUP_RUN_SECONDS=%s"}' "$attempt" "$RUN_SECONDS" >"$response"
+    return 1
+  fi
+  token_json="$(metadata instance/service-accounts/default/token)" || {
+    printf '{"error":"the metadata server gave no access token for this VM'"'"'s service account"}' >"$response"
+    return 1
+  }
+  token="$(sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p' <<<"$token_json")"
+  [ -n "$token" ] || {
+    printf '{"error":"the metadata server'"'"'s token response holds no access_token"}' >"$response"
+    return 1
+  }
+  curl -sS --fail-with-body --max-time "$budget" --config - --request POST --upload-file "$file" \
     --header 'Content-Type: application/octet-stream' --output "$response" \
     "$STORAGE_URL/upload/storage/v1/b/$BACKUP_BUCKET/o?uploadType=media&ifGenerationMatch=0&name=${object//\//%2F}" \
     <<<"header = \"Authorization: Bearer $token\""
 }
-if ! retry 3 upload; then
+if ! retry "$UPLOAD_ATTEMPTS" upload; then
   die "upload to gs://$BACKUP_BUCKET/$object failed: $(head -c 300 "$response" 2>/dev/null | tr '\n' ' ');" \
     "the local copy is deleted, the next run tries again"
 fi

@@ -85,9 +85,16 @@ live("etcd snapshots to a Cloud Storage server and back, on loopback", () => {
       BACKUP_LEADER_ONLY: "true",
       ...env,
     });
-  const objects = async (): Promise<{ name: string; size: string }[]> => {
+  const objects = async (): Promise<{ name: string; size: string; md5Hash: string }[]> => {
     const listing = await httpGet(`${gcsUrl}/storage/v1/b/${BUCKET}/o`);
-    return (JSON.parse(listing.body.toString()).items ?? []) as { name: string; size: string }[];
+    return (JSON.parse(listing.body.toString()).items ?? []) as { name: string; size: string; md5Hash: string }[];
+  };
+  // Tokens the metadata server hands out: TOKEN, or, while rotating, a new one per request.
+  const rotation = { on: false, issued: [] as string[] };
+  const nextToken = () => {
+    if (!rotation.on) return TOKEN;
+    rotation.issued.push(`${TOKEN}-${rotation.issued.length + 1}`);
+    return rotation.issued[rotation.issued.length - 1];
   };
   const leftovers = () =>
     members.filter((m) => fs.existsSync(path.join(m.root, "var/lib/etcd/ha-k8s-snapshot"))).map((m) => m.name);
@@ -126,8 +133,8 @@ live("etcd snapshots to a Cloud Storage server and back, on loopback", () => {
 
       gcsUrl = await startFakeGcs(fakeGcs, logs);
       expect(await httpStatus(`${gcsUrl}/storage/v1/b`, "POST", JSON.stringify({ name: BUCKET }))).toBe(200);
-      metadata = await startMetadataServer(TOKEN, () => scopes);
-      proxy = await startAuthProxy(gcsUrl, TOKEN);
+      metadata = await startMetadataServer(nextToken, () => scopes);
+      proxy = await startAuthProxy(gcsUrl, (t) => t === TOKEN || rotation.issued.includes(t));
     },
     15 * 60 * 1000,
   );
@@ -198,6 +205,28 @@ live("etcd snapshots to a Cloud Storage server and back, on loopback", () => {
     await new Promise((resolve) => setTimeout(resolve, 1100));
     expect((await backup(leader())).status).toBe(0);
     expect(await objects()).toHaveLength(before + 1);
+  });
+
+  test("a success response lost on the way: the retry, with a fresh token, uploads under a name of its own", async () => {
+    const before = new Set((await objects()).map((o) => o.name));
+    // The first attempt's object is stored, its answer never arrives and its token expires.
+    rotation.on = true;
+    proxy.loseUploadResponse.on = true;
+    const result = await backup(leader());
+    rotation.on = false;
+    expect([result.status, result.stderr]).toEqual([0, expect.stringContaining("attempt 1 of 3 failed")]);
+    expect(result.stderr).not.toMatch(/pre-conditions|Invalid Credentials/);
+    const added = (await objects()).filter((o) => !before.has(o.name));
+    expect(added.map((o) => o.name).sort()).toEqual([
+      expect.stringMatching(/-scheduled-attempt2\.db$/),
+      expect.stringMatching(/-scheduled\.db$/),
+    ]);
+    expect(added[0].md5Hash).toBe(added[1].md5Hash);
+    expect(result.stderr).toContain(`uploaded gs://${BUCKET}/${added.find((o) => o.name.includes("attempt2"))!.name}`);
+    // Each attempt asked for its own token; the expired one was not used again.
+    expect(rotation.issued).toHaveLength(2);
+    expect(proxy.loseUploadResponse.expired).toEqual(new Set([rotation.issued[0]]));
+    expect(leftovers()).toEqual([]);
   });
 
   test("a VM whose scopes lack Cloud Storage is told which scope and where the fix is", async () => {

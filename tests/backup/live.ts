@@ -218,9 +218,12 @@ export interface Recorded {
   readonly headers: http.IncomingHttpHeaders;
 }
 
-/** GCE's metadata server, for what etcd-backup.sh asks it (scopes, token); refuses requests without Metadata-Flavor. */
+/**
+ * GCE's metadata server, for what etcd-backup.sh asks it (scopes, token); refuses requests without
+ * Metadata-Flavor. `token` is the token it hands out, or a function giving the next one.
+ */
 export async function startMetadataServer(
-  token: string,
+  token: string | (() => string),
   scopes: () => string[],
 ): Promise<{ url: string; requests: Recorded[]; close: () => Promise<void> }> {
   const requests: Recorded[] = [];
@@ -231,7 +234,8 @@ export async function startMetadataServer(
     if (req.url === `${base}scopes`) return void res.writeHead(200).end(`${scopes().join("\n")}\n`);
     if (req.url === `${base}token`) {
       res.writeHead(200, { "Content-Type": "application/json" });
-      return void res.end(JSON.stringify({ access_token: token, expires_in: 3599, token_type: "Bearer" }));
+      const issued = typeof token === "string" ? token : token();
+      return void res.end(JSON.stringify({ access_token: issued, expires_in: 3599, token_type: "Bearer" }));
     }
     res.writeHead(404).end();
   });
@@ -246,18 +250,31 @@ export async function startMetadataServer(
 
 /**
  * In front of fake-gcs-server (which accepts any caller): answers 401 unless the request carries
- * the metadata server's token as a bearer token, and 503 for uploads while `failUploads` is set.
+ * the metadata server's token as a bearer token (`token`, or a function saying which are valid),
+ * and 503 for uploads while `failUploads` is set. While `loseUploadResponse` is set, the next
+ * upload reaches fake-gcs-server (the object is stored) but its answer is dropped (the connection
+ * closed), and the token it carried expires: a success response lost on the way.
  */
 export async function startAuthProxy(
   target: string,
-  token: string,
-): Promise<{ url: string; requests: Recorded[]; failUploads: { on: boolean }; close: () => Promise<void> }> {
+  token: string | ((token: string) => boolean),
+): Promise<{
+  url: string;
+  requests: Recorded[];
+  failUploads: { on: boolean };
+  loseUploadResponse: { on: boolean; expired: Set<string> };
+  close: () => Promise<void>;
+}> {
   const requests: Recorded[] = [];
   const failUploads = { on: false };
+  const loseUploadResponse = { on: false, expired: new Set<string>() };
+  const valid = (t: string) =>
+    !loseUploadResponse.expired.has(t) && (typeof token === "string" ? t === token : token(t));
   const upstream = new URL(target);
   const server = http.createServer((req, res) => {
     requests.push({ path: req.url ?? "", headers: req.headers });
-    if (req.headers.authorization !== `Bearer ${token}`) {
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+    if (bearer === undefined || !valid(bearer)) {
       req.resume();
       return void res.writeHead(401).end('{"error":{"code":401,"message":"Invalid Credentials"}}');
     }
@@ -265,9 +282,19 @@ export async function startAuthProxy(
       req.resume();
       return void res.writeHead(503).end('{"error":{"code":503,"message":"Backend Error"}}');
     }
+    const lose = loseUploadResponse.on && req.url?.startsWith("/upload/");
+    if (lose) loseUploadResponse.on = false;
     const forward = http.request(
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
       (answer) => {
+        if (lose) {
+          answer.resume();
+          answer.on("end", () => {
+            loseUploadResponse.expired.add(bearer);
+            res.socket?.destroy();
+          });
+          return;
+        }
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
       },
@@ -281,6 +308,7 @@ export async function startAuthProxy(
     url: `http://127.0.0.1:${port}`,
     requests,
     failUploads,
+    loseUploadResponse,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

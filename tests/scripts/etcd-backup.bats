@@ -47,15 +47,30 @@ args="$*"
 case "$args" in
   *"/service-accounts/default/scopes"*)
     if [ -f "$STATE/scopes" ]; then cat "$STATE/scopes"; else echo https://www.googleapis.com/auth/devstorage.read_write; fi ;;
-  *"/service-accounts/default/token"*) printf "{\"access_token\":\"%s\",\"expires_in\":3599,\"token_type\":\"Bearer\"}" "$TOKEN_VALUE" ;;
+  *"/service-accounts/default/token"*)
+    # With rotate-tokens, every request gets a new token (token-1, token-2, ...), as one expires.
+    token="$TOKEN_VALUE"
+    if [ -f "$STATE/rotate-tokens" ]; then echo x >>"$STATE/tokens-issued"; token="token-$(wc -l <"$STATE/tokens-issued")"; fi
+    printf "{\"access_token\":\"%s\",\"expires_in\":3599,\"token_type\":\"Bearer\"}" "$token" ;;
   *"/upload/storage/v1/b/"*)
     cat >"$STATE/curl-config"
+    cat "$STATE/curl-config" >>"$STATE/curl-configs"
     while [ $# -gt 0 ]; do
       case "$1" in --upload-file) file="$2" ;; --output) out="$2" ;; esac
       shift
     done
     cp "$file" "$STATE/uploaded.db"
     if [ -f "$STATE/upload-fails" ]; then echo "{\"error\":{\"code\":503,\"message\":\"Backend Error\"}}" >"$out"; exit 22; fi
+    # The bucket: ifGenerationMatch=0 refuses a name that exists (412), as Cloud Storage does.
+    name="${args##*name=}"
+    mkdir -p "$STATE/bucket"
+    if [ -e "$STATE/bucket/$name" ]; then
+      echo "{\"error\":{\"code\":412,\"message\":\"At least one of the pre-conditions you specified did not hold.\"}}" >"$out"
+      exit 22
+    fi
+    cp "$file" "$STATE/bucket/$name"
+    # lose-response: the object is stored, but the answer never arrives (curl: empty reply).
+    if [ -f "$STATE/lose-response" ]; then rm "$STATE/lose-response"; echo "curl: (52) Empty reply from server" >&2; exit 52; fi
     md5="$(openssl dgst -md5 -binary "$file" | base64)"
     [ -f "$STATE/wrong-md5" ] && md5="AAAAAAAAAAAAAAAAAAAAAA=="
     printf "{\n  \"kind\": \"storage#object\",\n  \"size\": \"%s\",\n  \"md5Hash\": \"%s\"\n}\n" "$(stat -c %s "$file")" "$md5" >"$out" ;;
@@ -71,10 +86,10 @@ upload_url() { calls_matching '^curl .*/upload/storage/v1/b/' | head -n 1; }
   assert_success
   assert_call_order "^crictl exec etcd-id etcdctl .*endpoint status -w fields" \
     "^curl .*/service-accounts/default/scopes" \
-    "^crictl exec etcd-id etcdctl .*--command-timeout=15m snapshot save /var/lib/etcd/ha-k8s-snapshot/[0-9]{8}T[0-9]{6}Z-c-cp-2-scheduled\.db$" \
+    "^crictl exec etcd-id etcdctl .*--command-timeout=900s snapshot save /var/lib/etcd/ha-k8s-snapshot/[0-9]{8}T[0-9]{6}Z-c-cp-2-scheduled\.db$" \
     "^etcdutl snapshot status $HA_K8S_ROOT/var/lib/etcd/ha-k8s-snapshot/.*-c-cp-2-scheduled\.db -w json" \
     "^curl .*Metadata-Flavor: Google .*/service-accounts/default/token" \
-    "^curl .*--request POST --upload-file .* https://storage\.test/upload/storage/v1/b/c-etcd-backups-0a1b2c3/o\?uploadType=media&ifGenerationMatch=0&name=etcd%2Fc%2F[0-9]{8}T[0-9]{6}Z-c-cp-2-scheduled\.db$"
+    "^curl .*--max-time 1200 .*--request POST --upload-file .* https://storage\.test/upload/storage/v1/b/c-etcd-backups-0a1b2c3/o\?uploadType=media&ifGenerationMatch=0&name=etcd%2Fc%2F[0-9]{8}T[0-9]{6}Z-c-cp-2-scheduled\.db$"
   assert_output --regexp "uploaded gs://c-etcd-backups-0a1b2c3/etcd/c/[0-9]{8}T[0-9]{6}Z-c-cp-2-scheduled\.db \(20480 bytes, revision 42, 7 keys\)"
   [ ! -e "$(snapshot_dir)" ] || fail "the local copy is still there: $(ls -la "$(snapshot_dir)")"
   grep -q "gs://c-etcd-backups-0a1b2c3/etcd/c/.*-c-cp-2-scheduled.db revision=42 keys=7 bytes=20480" \
@@ -182,4 +197,52 @@ upload_url() { calls_matching '^curl .*/upload/storage/v1/b/' | head -n 1; }
   run_script etcd-backup.sh
   assert_success
   cmp "$STATE/written.db" "$STATE/uploaded.db"
+}
+
+@test "a success response lost on the way: the retry uploads under a name of its own (no 412), and the run succeeds" {
+  touch "$STATE/lose-response"
+  run_script etcd-backup.sh
+  assert_success
+  [ "$(count_calls '/upload/storage/v1/b/')" -eq 2 ]
+  refute_output --partial "pre-conditions"
+  # Both attempts' objects exist, with the same bytes; the log names the second.
+  first="$(ls "$STATE/bucket" | grep -E '^etcd%2Fc%2F[0-9]{8}T[0-9]{6}Z-c-cp-2-scheduled\.db$')"
+  second="$(ls "$STATE/bucket" | grep -E '^etcd%2Fc%2F[0-9]{8}T[0-9]{6}Z-c-cp-2-scheduled-attempt2\.db$')"
+  cmp "$STATE/bucket/$first" "$STATE/bucket/$second"
+  assert_output --regexp "uploaded gs://c-etcd-backups-0a1b2c3/etcd/c/[0-9]{8}T[0-9]{6}Z-c-cp-2-scheduled-attempt2\.db "
+  [ ! -e "$(snapshot_dir)" ]
+}
+
+@test "every upload attempt asks the metadata server for a token of its own" {
+  touch "$STATE/rotate-tokens" "$STATE/upload-fails"
+  run_script etcd-backup.sh
+  assert_failure
+  [ "$(count_calls '/service-accounts/default/token')" -eq 3 ]
+  assert_equal "$(cat "$STATE/curl-configs")" "$(printf 'header = "Authorization: Bearer token-%s"\n' 1 2 3)"
+  refute_output --partial "token-"
+}
+
+@test "the run's bound (BACKUP_RUN_SECONDS): the lock wait, the snapshot and the upload get at most what is left" {
+  BACKUP_RUN_SECONDS=300 run_script etcd-backup.sh
+  assert_success
+  calls_matching 'snapshot save' | grep -qE -- '--command-timeout=(300|29[0-9])s '
+  calls_matching '/upload/storage/v1/b/' | grep -qE -- '--max-time (300|29[0-9]) '
+  # With no time left for an upload, none starts, and the run says why.
+  : >"$CALLS"
+  BACKUP_RUN_SECONDS=20 run_script etcd-backup.sh
+  assert_failure
+  assert_output --partial "no time left for upload attempt"
+  [ "$(count_calls '/upload/storage/v1/b/')" -eq 0 ]
+  [ ! -e "$(snapshot_dir)" ]
+}
+
+@test "another run holding the lock is waited for a third of the run's bound, then this run gives up" {
+  mkdir -p "$HA_K8S_ROOT/run/lock"
+  exec 8>"$HA_K8S_ROOT/run/lock/ha-k8s-etcd-backup.lock"
+  flock 8
+  BACKUP_RUN_SECONDS=3 run_script etcd-backup.sh
+  exec 8>&-
+  assert_failure
+  assert_output --partial "another etcd snapshot has been running for 1 s"
+  [ "$(count_calls 'snapshot save')" -eq 0 ]
 }
