@@ -3,7 +3,7 @@
 // control plane, kubeadm upgrade node on the others one after another, then each node drained, its
 // kubelet and kubectl (and CRI-O, which follows the minor) upgraded, and uncordoned. Pure.
 
-import { SUPPORTED_KUBERNETES, asPatchVersion, kubernetesRelease } from "./versions";
+import { SUPPORTED_KUBERNETES, asPatchVersion, kubernetesRelease, minorOfVersion } from "./versions";
 
 export interface KubernetesVersion {
   readonly major: number;
@@ -119,8 +119,9 @@ export function planUpgradeSteps(
       subject: cp.name,
       dependsOn: [...previous],
       description:
-        `${i === 0 ? "kubeadm upgrade plan + apply" : "kubeadm upgrade node"} to ${change.to}; drain itself, ` +
-        "CRI-O, kubelet and kubectl; back healthy; uncordon",
+        `${i === 0 ? "kubeadm upgrade plan + apply" : "kubeadm upgrade node"} to ${change.to}` +
+        `${i === controlPlanes.length - 1 ? " (with CoreDNS and kube-proxy: the last control plane)" : ""}; ` +
+        "drain itself; kubelet stopped, CRI-O, kubelet and kubectl; static pods back; uncordon",
       rerunWhenReplaced: [cp.name],
     });
     previous = [id(cp.name, "upgrade")];
@@ -147,7 +148,7 @@ export function planUpgradeSteps(
         node: worker.name,
         subject: worker.name,
         dependsOn: [id(worker.name, "upgrade-drain")],
-        description: `kubeadm upgrade node to ${change.to}, CRI-O, kubelet and kubectl`,
+        description: `kubeadm upgrade node to ${change.to}; kubelet stopped, CRI-O, kubelet and kubectl`,
         rerunWhenReplaced: [worker.name],
       },
       {
@@ -168,10 +169,26 @@ export function planUpgradeSteps(
     node: controlPlanes[0].name,
     subject: "cluster",
     dependsOn: [...new Set(laneEnds.flat())],
-    description: `every node reports kubelet ${change.to}; the API answers ${change.to} through the load balancer`,
+    description:
+      `every node reports kubelet ${change.to}; the API answers ${change.to} through the load balancer; ` +
+      `CoreDNS ${upgradeAddonVersions(change.to).COREDNS_VERSION} and kube-proxy v${change.to} rolled out`,
     rerunWhenReplaced: nodes.map((n) => n.name),
   });
   return steps;
+}
+
+/**
+ * The addons kubeadm deploys for the target patch, as the upgrade's verification (verify.sh) checks
+ * them: the kube-proxy DaemonSet's image tag is the Kubernetes version, the coredns Deployment's the
+ * CoreDNS release kubeadm pins for that minor (render/versions.ts). kubeadm upgrades both in the last
+ * control plane's `kubeadm upgrade node` (shouldUpgradeAddons, cmd/kubeadm/app/cmd/phases/upgrade/addons.go).
+ */
+export function upgradeAddonVersions(to: string): { COREDNS_VERSION: string; KUBE_PROXY_VERSION: string } {
+  const patch = asPatchVersion(to);
+  return {
+    COREDNS_VERSION: kubernetesRelease(minorOfVersion(patch)).corednsVersion,
+    KUBE_PROXY_VERSION: `v${patch}`,
+  };
 }
 
 /** What the last deployment's outputs say, as far as an upgrade cares. */

@@ -21,6 +21,12 @@ export interface KubernetesRelease {
    * the backups install etcdutl of exactly this release on the control planes.
    */
   readonly etcdVersion: string;
+  /**
+   * The CoreDNS release kubeadm deploys for this version (constants.CoreDNSVersion in
+   * cmd/kubeadm/app/constants/constants.go; `kubeadm config images list`): the upgrade's
+   * verification requires the coredns Deployment at exactly this tag (kube-proxy's is the patch).
+   */
+  readonly corednsVersion: string;
 }
 
 /** Upstream-supported minors in November 2026 (kubernetes.io/releases): 1.35, 1.36, 1.37. */
@@ -31,6 +37,7 @@ export const SUPPORTED_KUBERNETES: Readonly<Record<string, KubernetesRelease>> =
     crioStream: "v1.35",
     pauseImage: "registry.k8s.io/pause:3.10.1",
     etcdVersion: "3.6.6",
+    corednsVersion: "v1.13.1",
   },
   "1.36": {
     patch: "1.36.3",
@@ -38,6 +45,7 @@ export const SUPPORTED_KUBERNETES: Readonly<Record<string, KubernetesRelease>> =
     crioStream: "v1.36",
     pauseImage: "registry.k8s.io/pause:3.10.2",
     etcdVersion: "3.6.8",
+    corednsVersion: "v1.14.2",
   },
   "1.37": {
     patch: "1.37.2",
@@ -45,6 +53,7 @@ export const SUPPORTED_KUBERNETES: Readonly<Record<string, KubernetesRelease>> =
     crioStream: "v1.37",
     pauseImage: "registry.k8s.io/pause:3.10.2",
     etcdVersion: "3.7.0",
+    corednsVersion: "v1.14.6",
   },
 };
 

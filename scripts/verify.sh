@@ -3,12 +3,18 @@
 # is Ready, every control plane has a started, healthy etcd member, the API answers through the
 # load balancer, and every kubelet runs the cluster's minor (a machine that joined with another
 # version is named). After an upgrade (K8S_VERSION set) it also requires every kubelet and every
-# control plane's API server, and the API through the load balancer, at exactly that version.
+# control plane's API server, and the API through the load balancer, at exactly that version, and
+# (COREDNS_VERSION, KUBE_PROXY_VERSION set) kubeadm's addons rolled out at the versions kubeadm
+# deploys for it: the kube-proxy DaemonSet's image tag is the Kubernetes version, CoreDNS's the one
+# kubeadm pins per minor (constants.CoreDNSVersion; the render passes both, render/versions.ts).
+# kubeadm upgrades the addons in the last control plane's `kubeadm upgrade node` (shouldUpgradeAddons
+# in cmd/kubeadm/app/cmd/phases/upgrade/addons.go), so a run that failed there shows up here.
 # Then it revokes the join credentials (our bootstrap tokens and the uploaded control-plane
 # certificates): they exist only while nodes join; the next join issues them again.
 #
 # Inputs (environment): EXPECTED_NODES (space-separated names), EXPECTED_ETCD_PEERS (control-plane
-#   IPs, space-separated), API_ENDPOINT, KUBECONFIG_PATH; K8S_VERSION (v1.37.2, after an upgrade).
+#   IPs, space-separated), API_ENDPOINT, KUBECONFIG_PATH; after an upgrade K8S_VERSION (v1.37.2),
+#   COREDNS_VERSION (v1.14.6) and KUBE_PROXY_VERSION (v1.37.2).
 #
 # Safe to run again: it only reads.
 set -euo pipefail
@@ -75,8 +81,46 @@ if [ -n "${K8S_VERSION:-}" ]; then
   done
 fi
 
+# kubeadm's addons: the image tag of each one's first container (kubeadm's manifests have one), and
+# its rollout finished (every replica updated and available, as `kubectl rollout status` judges it).
+addon_tag() {
+  local image
+  image="$(kctl -n kube-system get "$1" -o jsonpath='{.spec.template.spec.containers[0].image}' 2>/dev/null)" || return 0
+  [ -z "$image" ] || printf '%s' "${image##*:}"
+}
+rolled_out() {
+  local generation observed want current updated available
+  case "$1" in
+    daemonset/*)
+      read -r generation observed want updated available < <(kctl -n kube-system get "$1" -o jsonpath='{.metadata.generation} {.status.observedGeneration} {.status.desiredNumberScheduled} {.status.updatedNumberScheduled} {.status.numberAvailable}{"\n"}') || return 1
+      current="$want"
+      ;;
+    *)
+      read -r generation observed want current updated available < <(kctl -n kube-system get "$1" -o jsonpath='{.metadata.generation} {.status.observedGeneration} {.spec.replicas} {.status.replicas} {.status.updatedReplicas} {.status.availableReplicas}{"\n"}') || return 1
+      ;;
+  esac
+  [ -n "${want:-}" ] && [ "${observed:-0}" -ge "${generation:-1}" ] && [ "${updated:-0}" -eq "$want" ] &&
+    [ "${current:-0}" -eq "$want" ] && [ "${available:-0}" -ge "$want" ]
+}
+addon_problems=0
+for addon in "CoreDNS deployment/coredns ${COREDNS_VERSION:-}" "kube-proxy daemonset/kube-proxy ${KUBE_PROXY_VERSION:-}"; do
+  read -r label object expected <<<"$addon"
+  [ -n "${expected:-}" ] || continue
+  tag="$(addon_tag "$object")"
+  if [ "$tag" != "$expected" ]; then
+    problems+=("$label ($object) runs ${tag:-nothing}, not $expected")
+    addon_problems=$((addon_problems + 1))
+  elif ! wait_until 24 "$label ($object) to finish rolling out $expected" rolled_out "$object"; then
+    problems+=("$label ($object) at $expected has not finished rolling out (not every replica updated and available)")
+    addon_problems=$((addon_problems + 1))
+  fi
+done
+
 if [ "${#problems[@]}" -gt 0 ]; then
   for p in "${problems[@]}"; do log "FAILED: $p"; done
+  if [ "$addon_problems" -gt 0 ]; then
+    log "kubeadm upgrades CoreDNS and kube-proxy in the last control plane's kubeadm upgrade node (its addon phase, once every API server runs the new version): a run of it that failed is run again by pulumi up; after one that skipped them, run 'sudo kubeadm upgrade node phase addon all' on a control plane"
+  fi
   if [ -n "${K8S_VERSION:-}" ]; then
     die "the upgrade to $K8S_VERSION is not complete (${#problems[@]} problem(s) above); run pulumi up again to resume it"
   fi

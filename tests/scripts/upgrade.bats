@@ -28,24 +28,45 @@ case " $* " in
     for arg in "$@"; do
       case "$arg" in -*|install) ;; *=*) echo "${arg#*=}" >"$STATE/pkg-${arg%%=*}" ;; *) echo "$K8S_MINOR.0-1.1" >"$STATE/pkg-$arg" ;; esac
       case "$arg" in kubelet=*) ln -sfn "/usr/bin/kubelet (deleted)" "$HA_K8S_ROOT/proc/$(cat "$STATE/kubelet-pid")/exe" ;; esac
+      case "$arg" in cri-o) ln -sfn "/usr/bin/crio (deleted)" "$HA_K8S_ROOT/proc/$(cat "$STATE/crio-pid")/exe" ;; esac
     done ;;
 esac'
   # kubelet restarted: the Node reports the installed kubelet's version, and a new process (MainPID)
-  # runs the installed binary. Installing the kubelet package replaces the running one's binary.
-  mkdir -p "$HA_K8S_ROOT/proc/4241"
+  # runs the installed binary. Installing the kubelet package replaces the running one's binary; so
+  # does installing CRI-O's for crio.
+  mkdir -p "$HA_K8S_ROOT/proc/4241" "$HA_K8S_ROOT/proc/5151"
   ln -s /usr/bin/kubelet "$HA_K8S_ROOT/proc/4241/exe"
+  ln -s /usr/bin/crio "$HA_K8S_ROOT/proc/5151/exe"
   echo 4241 >"$STATE/kubelet-pid"
+  echo 5151 >"$STATE/crio-pid"
+  # CRI-O as its source behaves (server/server.go wipeIfAppropriate): a start with another minor than
+  # the one that ran last removes every pod here; the kubelet (when running, or once started) brings
+  # the static pods back, the API server answering after 3 polls. A kubelet running through CRI-O's
+  # wipe is recorded ($STATE/kubelet-saw-wipe): the order under test never lets that happen.
+  echo 1.36 >"$STATE/crio-ran-minor"
   stub systemctl '
+unit="${!#}"
 case "$1" in
-  show) [ "${!#}" = kubelet ] && cat "$STATE/kubelet-pid" ;;
-  restart) touch "$STATE/active-${!#}"
-    if [ "${!#}" = kubelet ]; then
+  show) cat "$STATE/$unit-pid" 2>/dev/null ;;
+  restart) touch "$STATE/active-$unit"
+    pid=$(( $(cat "$STATE/$unit-pid") + 1 )); mkdir -p "$HA_K8S_ROOT/proc/$pid"
+    ln -sfn "/usr/bin/$unit" "$HA_K8S_ROOT/proc/$pid/exe"; echo "$pid" >"$STATE/$unit-pid"
+    if [ "$unit" = crio ]; then
+      minor="$(cut -d. -f1,2 "$STATE/pkg-cri-o")"
+      if [ "$minor" != "$(cat "$STATE/crio-ran-minor")" ]; then
+        touch "$STATE/pods-gone"
+        [ -f "$STATE/kubelet-stopped" ] || touch "$STATE/kubelet-saw-wipe"
+      fi
+      echo "$minor" >"$STATE/crio-ran-minor"
+    fi
+    if [ "$unit" = kubelet ]; then
       echo "v$(cut -d- -f1 "$STATE/pkg-kubelet")" >"$STATE/node-version"
-      pid=$(( $(cat "$STATE/kubelet-pid") + 1 )); mkdir -p "$HA_K8S_ROOT/proc/$pid"
-      ln -sfn /usr/bin/kubelet "$HA_K8S_ROOT/proc/$pid/exe"; echo "$pid" >"$STATE/kubelet-pid"
+      rm -f "$STATE/kubelet-stopped"
+      [ ! -f "$STATE/pods-gone" ] || { rm "$STATE/pods-gone"; echo 3 >"$STATE/pods-starting"; }
     fi ;;
-  start|reload) touch "$STATE/active-${!#}" ;;
-  is-active) [ -f "$STATE/active-${!#}" ] ;;
+  stop) rm -f "$STATE/active-$unit"; [ "$unit" != kubelet ] || touch "$STATE/kubelet-stopped" ;;
+  start|reload) touch "$STATE/active-$unit" ;;
+  is-active) [ -f "$STATE/active-$unit" ] ;;
 esac; exit 0'
   stub kubeadm '
 case "$1 $2" in
@@ -53,8 +74,13 @@ case "$1 $2" in
   "upgrade apply") [ -f "$STATE/apply-refuses" ] && { printf "error: error execution phase preflight: the version argument is invalid due to these fatal errors:\n\n\t- Specified version to upgrade to \"%s\" is too high; kubeadm can upgrade only 1 minor version at a time\n" "$3" >&2; exit 1; }
     [ -f "$STATE/apply-fails" ] && { echo "error: error execution phase control-plane: couldn'"'"'t complete the static pod upgrade: timed out waiting for the condition" >&2; exit 1; }
     echo "kubernetesVersion: $3" >"$STATE/cluster-config"
-    echo "    image: registry.k8s.io/kube-apiserver:$3" >"$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ;;
-  "upgrade node") echo "    image: registry.k8s.io/kube-apiserver:'"$K8S_VERSION"'" >"$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ;;
+    echo "    image: registry.k8s.io/kube-apiserver:$3" >"$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+    # kubeadm'"'"'s later phases (kubelet-config, addon, post-upgrade) run after the manifests are written.
+    [ -f "$STATE/addon-fails" ] && { echo "error: error execution phase addon/coredns: unable to update deployment: etcdserver: request timed out" >&2; exit 1; }
+    echo "$3" >"$STATE/addons" ;;
+  "upgrade node") echo "    image: registry.k8s.io/kube-apiserver:'"$K8S_VERSION"'" >"$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+    [ -f "$STATE/addon-fails" ] && { echo "error: error execution phase addon/kube-proxy: unable to update daemonset: etcdserver: request timed out" >&2; exit 1; }
+    echo "'"$K8S_VERSION"'" >"$STATE/addons" ;;
 esac'
   stub kubectl '
 case "$*" in
@@ -73,7 +99,15 @@ case "$*" in
   *" uncordon "*) rm -f "$STATE/cordoned" ;;
 esac; exit 0'
   stub curl 'case "$*" in *Release.key*) out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; echo key >"$out" ;;
-  *10248/healthz*) [ ! -f "$STATE/kubelet-unhealthy" ] || exit 22; echo ok ;; *) echo ok ;; esac'
+  *10248/healthz*) [ ! -f "$STATE/kubelet-unhealthy" ] || exit 22; echo ok ;;
+  *6443/readyz*) [ ! -f "$STATE/pods-gone" ] || exit 7
+    if [ -f "$STATE/pods-starting" ]; then
+      left=$(( $(cat "$STATE/pods-starting") - 1 ))
+      if [ "$left" -gt 0 ]; then echo "$left" >"$STATE/pods-starting"; exit 7; fi
+      rm "$STATE/pods-starting"
+    fi
+    echo ok ;;
+  *) echo ok ;; esac'
   stub crictl 'case "$1" in ps) echo etcd-id ;; exec) echo "127.0.0.1:2379 is healthy" ;; esac'
 }
 
@@ -83,8 +117,9 @@ esac; exit 0'
   assert_call_order "^curl .*pkgs.k8s.io/core:/stable:/v1.37/deb/Release.key" "^curl .*isv:/cri-o:/stable:/v1.37/deb/Release.key" \
     "^apt-get .* update" "^apt-get .* install .*kubeadm=1.37.2-1.1" "^kubeadm upgrade plan v1.37.2" \
     "^kubeadm upgrade apply v1.37.2 --yes" "^kubectl .*drain c-cp-1 --ignore-daemonsets --delete-emptydir-data --timeout=600s" \
-    "^apt-get .* install .*cri-o" "^systemctl restart crio" "^apt-get .* install .*kubelet=1.37.2-1.1 kubectl=1.37.2-1.1" \
-    "^systemctl daemon-reload" "^systemctl restart kubelet" "^kubectl .*uncordon c-cp-1"
+    "^systemctl stop kubelet" "^apt-get .* install .*cri-o" "^systemctl restart crio" \
+    "^apt-get .* install .*kubelet=1.37.2-1.1 kubectl=1.37.2-1.1" "^systemctl daemon-reload" "^systemctl restart kubelet" \
+    "^kubectl .*uncordon c-cp-1"
   grep -q 'pause_image = "registry.k8s.io/pause:3.10.2"' "$HA_K8S_ROOT/etc/crio/crio.conf.d/20-ha-k8s.conf"
   assert_equal "$(cat "$HA_K8S_ROOT/etc/apt/sources.list.d/kubernetes.list")" \
     "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] $KUBERNETES_APT_REPO /"
@@ -115,14 +150,138 @@ esac; exit 0'
   assert_equal "$(root_fingerprint)" "$before"
 }
 
-@test "resumed after kubeadm upgrade apply went through: no second apply, the node's part goes on" {
+@test "resumed after kubeadm upgrade apply recorded its success: no second apply, the node's part goes on" {
+  run_script upgrade-node.sh
+  assert_success
+  # The node's part undone: back to the old kubelet, CRI-O of the old minor, cordoned.
+  for pkg in kubelet kubectl; do echo 1.36.3-1.1 >"$STATE/pkg-$pkg"; done
+  echo 1.36.2-1.1 >"$STATE/pkg-cri-o"
+  touch "$STATE/cordoned"
+  : >"$CALLS"
+  run_script upgrade-node.sh
+  assert_success
+  assert_output --partial "kubeadm upgrade apply v1.37.2 already succeeded on c-cp-1"
+  [ "$(count_calls '^kubeadm upgrade')" -eq 0 ]
+  assert_call_order "^kubectl .*drain c-cp-1" "^systemctl restart kubelet" "^kubectl .*uncordon c-cp-1"
+}
+
+# kubeadm's later phases (kubelet-config, addon, post-upgrade) run after the control-plane phase
+# wrote the manifests; kubeadm's upgrade is idempotent ("Recovering from a failure state").
+@test "interrupted after kubeadm's control-plane phase (manifests and configuration at the target, no success recorded): apply runs again, then the addons are at the target" {
+  touch "$STATE/addon-fails"
+  run_script upgrade-node.sh
+  assert_failure
+  assert_output --partial "error execution phase addon/coredns"
+  assert_output --partial "kubeadm upgrade apply v1.37.2 failed (output above); fix the cause and run pulumi up again to resume"
+  grep -q "kube-apiserver:v1.37.2" "$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+  [ ! -f "$STATE/addons" ]
+  [ "$(count_calls 'drain|install .*kubelet=')" -eq 0 ]
+  # The retry: the same kubeadm step again (not its plan: the cluster has changed already).
+  rm "$STATE/addon-fails"
+  : >"$CALLS"
+  run_script upgrade-node.sh
+  assert_success
+  assert_output --partial "resuming kubeadm upgrade apply v1.37.2"
+  [ "$(count_calls '^kubeadm upgrade plan')" -eq 0 ]
+  assert_call_order "^kubeadm upgrade apply v1.37.2 --yes" "^kubectl .*drain c-cp-1" "^systemctl restart kubelet" \
+    "^kubectl .*uncordon c-cp-1"
+  assert_equal "$(cat "$STATE/addons")" v1.37.2
+  [ -f "$HA_K8S_ROOT/var/lib/ha-k8s/upgrade/kubeadm-upgrade-apply-v1.37.2.done" ]
+}
+
+@test "a run stopped after kubeadm upgrade apply's control-plane phase (manifest at the target, no marker): apply runs again; a failure there is not called 'unchanged'" {
   echo "kubernetesVersion: v1.37.2" >"$STATE/cluster-config"
   echo "    image: registry.k8s.io/kube-apiserver:v1.37.2" >"$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
   echo 1.37.2-1.1 >"$STATE/pkg-kubeadm"
+  touch "$STATE/apply-refuses"
+  run_script upgrade-node.sh
+  assert_failure
+  assert_output --partial "kubeadm upgrade apply refuses v1.37.2 in its preflight checks (its reasons above); an earlier run already moved part of the cluster to v1.37.2"
+  refute_output --partial "the cluster is unchanged"
+  rm "$STATE/apply-refuses"
   run_script upgrade-node.sh
   assert_success
+  assert_equal "$(cat "$STATE/addons")" v1.37.2
+}
+
+@test "the last control plane: kubeadm upgrade node interrupted after its control-plane phase runs again, and upgrades the addons" {
+  export UPGRADE_ACTION=node NODE_NAME=c-cp-3
+  echo 1.37.2-1.1 >"$STATE/pkg-kubeadm"
+  touch "$STATE/addon-fails"
+  run_script upgrade-node.sh
+  assert_failure
+  assert_output --partial "error execution phase addon/kube-proxy"
+  assert_output --partial "kubeadm upgrade node failed (output above); fix the cause and run pulumi up again to resume"
+  grep -q "kube-apiserver:v1.37.2" "$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+  rm "$STATE/addon-fails"
+  : >"$CALLS"
+  run_script upgrade-node.sh
+  assert_success
+  assert_output --partial "resuming kubeadm upgrade node"
+  assert_call_order "^kubeadm upgrade node" "^kubectl .*drain c-cp-3" "^systemctl restart kubelet" "^kubectl .*uncordon c-cp-3"
+  assert_equal "$(cat "$STATE/addons")" v1.37.2
+  # Recorded now: a third run leaves kubeadm alone.
+  : >"$CALLS"
+  run_script upgrade-node.sh
+  assert_success
+  assert_output --partial "already runs Kubernetes v1.37.2; nothing to do"
   [ "$(count_calls '^kubeadm upgrade')" -eq 0 ]
-  assert_call_order "^kubectl .*drain c-cp-1" "^systemctl restart kubelet" "^kubectl .*uncordon c-cp-1"
+}
+
+# CRI-O's start after a minor change removes every pod (cri-o server/server.go wipeIfAppropriate,
+# internal/version/version.go shouldCrioWipe): the stub CRI-O does the same.
+@test "a new CRI-O minor: the kubelet stopped, CRI-O upgraded and restarted, the kubelet upgraded and started, the static pods waited for" {
+  run_script upgrade-node.sh
+  assert_success
+  assert_call_order "^kubectl .*drain c-cp-1" "^systemctl stop kubelet" "^apt-get .* install .*cri-o" "^systemctl restart crio" \
+    "^apt-get .* install .*kubelet=1.37.2-1.1" "^systemctl restart kubelet" "^curl .*127.0.0.1:6443/readyz" \
+    "^crictl exec .* endpoint health" "^kubectl .*uncordon c-cp-1"
+  # Nothing started the kubelet between its stop and CRI-O's restart; CRI-O's wipe met no kubelet.
+  [ ! -f "$STATE/kubelet-saw-wipe" ]
+  between="$(sed -n '/^systemctl stop kubelet/,/^systemctl restart crio/p' "$CALLS")"
+  [ "$(grep -cE '^systemctl (start|restart) kubelet' <<<"$between")" -eq 0 ]
+  # The step ended only once the API server answered again (3 polls after the kubelet's start).
+  [ "$(count_calls '6443/readyz')" -ge 3 ]
+  assert_output --partial "its start removes every pod of c-cp-1"
+  refute_output --partial "conmon"
+}
+
+@test "a worker with a new CRI-O minor: the same order, no drain of its own" {
+  rm "$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+  UPGRADE_ACTION=node NODE_ROLE=worker NODE_NAME=c-worker-1 run_script upgrade-node.sh
+  assert_success
+  assert_call_order "^kubeadm upgrade node" "^systemctl stop kubelet" "^apt-get .* install .*cri-o" "^systemctl restart crio" \
+    "^apt-get .* install .*kubelet=1.37.2-1.1" "^systemctl restart kubelet" "^curl .*10248/healthz"
+  [ ! -f "$STATE/kubelet-saw-wipe" ]
+  [ "$(count_calls 'drain|uncordon')" -eq 0 ]
+}
+
+@test "CRI-O of the same minor, only its configuration new: crio restarted under the running kubelet (no wipe), the kubelet not stopped" {
+  echo 1.37.0-1.1 >"$STATE/pkg-cri-o"
+  echo 1.37 >"$STATE/crio-ran-minor"
+  mkdir -p "$HA_K8S_ROOT/etc/crio/crio.conf.d"
+  printf '[crio.image]
+pause_image = "registry.k8s.io/pause:3.10.1"
+' >"$HA_K8S_ROOT/etc/crio/crio.conf.d/20-ha-k8s.conf"
+  run_script upgrade-node.sh
+  assert_success
+  assert_output --partial "same minor: running containers stay up"
+  [ "$(count_calls '^systemctl stop kubelet|install .*cri-o')" -eq 0 ]
+  assert_call_order "^kubectl .*drain c-cp-1" "^systemctl restart crio" "^systemctl restart kubelet"
+  [ ! -f "$STATE/kubelet-saw-wipe" ]
+}
+
+@test "a run stopped between CRI-O's package and its restart: the old crio still runs, so the kubelet is stopped and crio restarted" {
+  run_script upgrade-node.sh
+  assert_success
+  # CRI-O's package at the target, but the running crio's binary was replaced (not restarted).
+  ln -sfn "/usr/bin/crio (deleted)" "$HA_K8S_ROOT/proc/$(cat "$STATE/crio-pid")/exe"
+  : >"$CALLS"
+  run_script upgrade-node.sh
+  assert_success
+  refute_output --partial "nothing to do"
+  assert_call_order "^systemctl stop kubelet" "^systemctl restart crio" "^systemctl restart kubelet"
+  [ "$(count_calls '^apt-get .* install|^kubeadm upgrade')" -eq 0 ]
 }
 
 # kubeadm's own messages (seen with the real kubeadm 1.37.2, tests/control-plane/upgrade.test.ts):

@@ -160,3 +160,67 @@ https://10.10.0.11:2379 is unhealthy: failed to commit proposal: context deadlin
   assert_failure
   assert_output --partial "the API server answers nothing through the load balancer at 10.10.0.2:6443, not v1.37.2"
 }
+
+# kubeadm's addons after an upgrade: the kube-proxy DaemonSet's image tag is the Kubernetes version,
+# CoreDNS's the release kubeadm pins for the minor (render/versions.ts passes both).
+stub_addons() {
+  # $STATE/image-<object> overrides an image; $STATE/rollout-<object> a rollout's status fields.
+  stub kubectl '
+case "$*" in
+  *"get --raw /readyz"*) echo ok ;;
+  *"get --raw /version"*) echo "{ \"gitVersion\": \"v1.37.2\" }" ;;
+  *"jsonpath={.status.nodeInfo.kubeletVersion}"*) echo v1.37.2 ;;
+  *" get deployment/coredns "*"containers[0].image"*) cat "$STATE/image-coredns" 2>/dev/null || echo registry.k8s.io/coredns/coredns:v1.14.6 ;;
+  *" get daemonset/kube-proxy "*"containers[0].image"*) cat "$STATE/image-kube-proxy" 2>/dev/null || echo 10.0.0.5:5000/k8s/kube-proxy:v1.37.2 ;;
+  *" get deployment/coredns "*) cat "$STATE/rollout-coredns" 2>/dev/null || echo "3 3 2 2 2 2" ;;
+  *" get daemonset/kube-proxy "*) cat "$STATE/rollout-kube-proxy" 2>/dev/null || echo "4 4 3 3 3" ;;
+esac; exit 0'
+  export K8S_VERSION=v1.37.2 COREDNS_VERSION=v1.14.6 KUBE_PROXY_VERSION=v1.37.2
+}
+
+@test "after an upgrade: CoreDNS and kube-proxy rolled out at the versions kubeadm deploys for it" {
+  stub_addons
+  run_script verify.sh
+  assert_success
+  assert_call_order "get deployment/coredns .*containers\[0\].image" "get daemonset/kube-proxy .*containers\[0\].image"
+}
+
+@test "after an upgrade: CoreDNS or kube-proxy still at the old version fails, naming each and what upgrades them" {
+  stub_addons
+  echo registry.k8s.io/coredns/coredns:v1.14.2 >"$STATE/image-coredns"
+  echo 10.0.0.5:5000/k8s/kube-proxy:v1.36.3 >"$STATE/image-kube-proxy"
+  run_script verify.sh
+  assert_failure
+  assert_output --partial "FAILED: CoreDNS (deployment/coredns) runs v1.14.2, not v1.14.6"
+  assert_output --partial "FAILED: kube-proxy (daemonset/kube-proxy) runs v1.36.3, not v1.37.2"
+  assert_output --partial "the last control plane's kubeadm upgrade node"
+  assert_output --partial "the upgrade to v1.37.2 is not complete (2 problem(s) above)"
+  [ "$(count_calls 'delete')" -eq 0 ]
+  # Only kube-proxy behind: one problem.
+  rm "$STATE/image-coredns"
+  run_script verify.sh
+  assert_failure
+  assert_output --partial "FAILED: kube-proxy (daemonset/kube-proxy) runs v1.36.3, not v1.37.2"
+  refute_output --partial "FAILED: CoreDNS"
+}
+
+@test "after an upgrade: an addon at the new version whose rollout has not finished fails" {
+  stub_addons
+  # generation observed, 3 nodes desired, 1 updated, 3 available: old kube-proxy pods still run.
+  echo "4 4 3 1 3" >"$STATE/rollout-kube-proxy"
+  run_script verify.sh
+  assert_failure
+  assert_output --partial "FAILED: kube-proxy (daemonset/kube-proxy) at v1.37.2 has not finished rolling out"
+  # A Deployment with an old replica left (3 replicas for 2 wanted).
+  rm "$STATE/rollout-kube-proxy"
+  echo "3 3 2 3 2 2" >"$STATE/rollout-coredns"
+  run_script verify.sh
+  assert_failure
+  assert_output --partial "FAILED: CoreDNS (deployment/coredns) at v1.14.6 has not finished rolling out"
+}
+
+@test "without expected addon versions (not an upgrade) the addons are not checked" {
+  run_script verify.sh
+  assert_success
+  [ "$(count_calls 'coredns|kube-proxy')" -eq 0 ]
+}

@@ -3,8 +3,9 @@
 import { resolveConfig } from "../../render/config";
 import { buildPlan } from "../../render/plan";
 import { readProjectFile } from "../../render/project";
-import { stepTimeouts } from "../../render/steps";
-import { kubernetesVersionChange, parseKubernetesVersion } from "../../render/upgrade";
+import { readScriptSources } from "../../render/scripts";
+import { renderStepCommand, stepTimeouts } from "../../render/steps";
+import { kubernetesVersionChange, parseKubernetesVersion, upgradeAddonVersions } from "../../render/upgrade";
 import { SUPPORTED_KUBERNETES, asPatchVersion, minorOfVersion } from "../../render/versions";
 
 const pin = (minor: string) => SUPPORTED_KUBERNETES[minor].patch;
@@ -167,4 +168,45 @@ test("how long Pulumi lets a step run: drainTimeoutSeconds more only for the ste
   expect(timeout("c-worker-1/prepare")).toBe("40m");
   // The delete commands' own `timeout 300`, with a margin.
   expect(stepTimeouts(plan, plan.steps[0]).delete).toBe("10m");
+});
+
+describe("what the upgrade's verification expects of kubeadm's addons", () => {
+  // kubeadm's constants.CoreDNSVersion of each pinned patch (`kubeadm config images list`, checked
+  // with the real kubeadm 1.35.4, 1.36.3 and 1.37.2).
+  test.each([
+    ["1.35", "v1.13.1"],
+    ["1.36", "v1.14.2"],
+    ["1.37", "v1.14.6"],
+  ])("%s: CoreDNS %s, kube-proxy at the patch", (minor, coredns) => {
+    expect(SUPPORTED_KUBERNETES[minor].corednsVersion).toBe(coredns);
+    expect(upgradeAddonVersions(pin(minor))).toEqual({
+      COREDNS_VERSION: coredns,
+      KUBE_PROXY_VERSION: `v${pin(minor)}`,
+    });
+  });
+
+  test("the rendered upgrade-verify step passes them to verify.sh; the other steps' inputs do not change", () => {
+    const config = resolveConfig({ kubernetesVersion: "1.37", clusterName: "c" }, readProjectFile().defaults).config!;
+    const plan = buildPlan(config, { kubernetesVersion: pin("1.36") });
+    const sources = readScriptSources();
+    const bundleOf = (id: string) =>
+      renderStepCommand(
+        config,
+        plan,
+        plan.steps.find((s) => s.id === id)!,
+        undefined,
+        sources,
+      ).bundle!;
+    const envOf = (bundle: string, name: string) => new RegExp(`^${name}='([^']*)'$`, "m").exec(bundle)?.[1];
+    const verify = bundleOf("cluster/upgrade-verify");
+    expect(envOf(verify, "K8S_VERSION")).toBe(`v${pin("1.37")}`);
+    expect(envOf(verify, "KUBE_PROXY_VERSION")).toBe(`v${pin("1.37")}`);
+    expect(envOf(verify, "COREDNS_VERSION")).toBe("v1.14.6");
+    for (const id of ["c-cp-1/upgrade", "c-worker-1/upgrade", "cluster/verify"]) {
+      expect(envOf(bundleOf(id), "COREDNS_VERSION")).toBeUndefined();
+    }
+    // The last control plane's step is the one kubeadm upgrades the addons in.
+    const last = plan.steps.filter((s) => s.kind === "upgrade" && s.subject.startsWith("c-cp-")).pop()!;
+    expect(last.description).toMatch(/with CoreDNS and kube-proxy: the last control plane/);
+  });
 });
