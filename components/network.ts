@@ -6,6 +6,14 @@ import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
 import { Plan, names } from "../render/plan";
 
+/**
+ * Cloud NAT's ports per VM with dynamic port allocation: powers of two (the API's rule), the minimum
+ * at least 32, the maximum above it. 306 VMs (300 workers) at the minimum fit one NAT address
+ * (64,512 ports).
+ */
+export const NAT_MIN_PORTS_PER_VM = 128;
+export const NAT_MAX_PORTS_PER_VM = 4096;
+
 export interface NetworkArgs {
   readonly config: ClusterConfig;
   readonly plan: Plan;
@@ -57,6 +65,21 @@ export class Network extends pulumi.ComponentResource {
         sourceSubnetworkIpRangesToNat: "LIST_OF_SUBNETWORKS",
         subnetworks: [{ name: this.subnetwork.id, sourceIpRangesToNats: ["ALL_IP_RANGES"] }],
         logConfig: { enable: true, filter: "ERRORS_ONLY" },
+        // Dynamic port allocation, bounded. The default is a fixed 64 ports per VM (static
+        // allocation), and a port used towards one destination IP:port stays taken for the TCP
+        // TIME_WAIT timeout (120 s) after the connection closes: a node that prepares (apt, CRI-O
+        // pulling image layers in parallel, the registries' redirects to their CDNs) opens far more
+        // connections to the same few endpoints at once, and past 64 Cloud NAT drops them
+        // (OUT_OF_RESOURCES). With dynamic allocation each VM starts with NAT_MIN_PORTS_PER_VM and
+        // gets more as it needs them, up to NAT_MAX_PORTS_PER_VM, and gives them back when idle; with
+        // automatic NAT IP allocation Cloud NAT adds addresses as the ports require
+        // (cloud.google.com/nat/docs/ports-and-addresses). The upper bound keeps one busy node from
+        // taking the ports of the others. Dynamic allocation requires endpoint-independent mapping
+        // off (the API refuses both on, RouterNat.enableDynamicPortAllocation), so it is off explicitly.
+        enableDynamicPortAllocation: true,
+        enableEndpointIndependentMapping: false,
+        minPortsPerVm: NAT_MIN_PORTS_PER_VM,
+        maxPortsPerVm: NAT_MAX_PORTS_PER_VM,
       },
       { parent: this },
     );

@@ -8,6 +8,7 @@ import { hostAddress, parseCidr } from "./cidr";
 import { ADDRESS_OFFSETS, ClusterConfig } from "./config";
 import { API_PORT, names } from "./names";
 import { planFirewall, planLoadBalancing } from "./network-plan";
+import { PlannedTotals, planTotals } from "./quotas";
 import { kubernetesVersionChange, planUpgradeSteps } from "./upgrade";
 import { SUPPORTED_KUBERNETES, asPatchVersion, kubernetesRelease, minorOfVersion } from "./versions";
 
@@ -140,6 +141,11 @@ export interface Plan {
   readonly backup: PlannedBackup;
   /** A Kubernetes upgrade of the running cluster, when the configured version is newer than it runs. */
   readonly upgrade?: PlannedUpgrade;
+  /**
+   * What the plan holds of the region's allocation quotas (vCPUs, instances, disk GB, addresses;
+   * render/quotas.ts): `npm run deploy` compares it with the region's free quota before pulumi up.
+   */
+  readonly totals: PlannedTotals;
 }
 
 export interface PlannedUpgrade {
@@ -179,7 +185,7 @@ export interface PlannedBackup {
 export interface LoadBalancing {
   readonly mode: "vm" | "passthrough";
   readonly healthCheck?: { readonly name: string; readonly port: number; readonly path: string };
-  /** One zonal group per HAProxy VM; GCE's name is this name plus a hash of the VM's id. */
+  /** One zonal group per HAProxy VM, named `name` whatever VM it holds (the VM joins by a membership). */
   readonly instanceGroups: readonly { readonly name: string; readonly zone: string; readonly instance: string }[];
   readonly forwardingRules: readonly {
     readonly name: string;
@@ -453,6 +459,7 @@ export function buildPlan(config: ClusterConfig, deployed: DeployedState = {}): 
   const parsed = parseCidr(config.subnetCidr);
   if ("error" in parsed) throw new Error(`subnetCidr ${config.subnetCidr} ${parsed.error}`);
   const endpoint = hostAddress(parsed.cidr, ADDRESS_OFFSETS.apiEndpoint);
+  const loadBalancing = planLoadBalancing(config, nodes, endpoint);
   return {
     cluster: {
       name: config.clusterName,
@@ -466,7 +473,7 @@ export function buildPlan(config: ClusterConfig, deployed: DeployedState = {}): 
       subnetCidr: config.subnetCidr,
     },
     endpoint: { internalIp: endpoint, port: API_PORT },
-    loadBalancing: planLoadBalancing(config, nodes, endpoint),
+    loadBalancing,
     nodes,
     firewall: planFirewall(config),
     steps: [
@@ -501,6 +508,7 @@ export function buildPlan(config: ClusterConfig, deployed: DeployedState = {}): 
           },
         }
       : {}),
+    totals: planTotals(config, nodes, loadBalancing),
   };
 }
 
