@@ -8,8 +8,15 @@
 
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
-import { ImmutableSettings, changeProblems, formatRefusal, immutableSettingsOf } from "../render/changes";
+import {
+  DeployedLoadBalancer,
+  ImmutableSettings,
+  changeProblems,
+  formatRefusal,
+  immutableSettingsOf,
+} from "../render/changes";
 import { DeployedState } from "../render/plan";
+import { projectFromEnvironment } from "./config";
 
 /** What the next deployment reads back (exported as stack outputs), and what the last one left. */
 export interface GuardedSettings {
@@ -23,7 +30,9 @@ export async function assertSafeChange(config: ClusterConfig): Promise<GuardedSe
   const self = new pulumi.StackReference("previous-deployment", {
     name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}`,
   });
-  const settings = immutableSettingsOf(config);
+  // The project the GCP provider will use: gcp:project, else its environment fallbacks.
+  const environmentProject = projectFromEnvironment();
+  const settings = immutableSettingsOf(config, environmentProject);
   const [previousCount, previousSettings, previousVersion, createdWith, previousNodes] = await Promise.all([
     self.getOutputDetails("controlPlaneCount"),
     self.getOutputDetails("immutableSettings"),
@@ -32,7 +41,12 @@ export async function assertSafeChange(config: ClusterConfig): Promise<GuardedSe
     self.getOutputDetails("nodes"),
   ]);
   const text = (value: unknown) => (typeof value === "string" ? value : undefined);
-  const nodes = Array.isArray(previousNodes.value) ? (previousNodes.value as { role?: string }[]) : undefined;
+  const nodes = Array.isArray(previousNodes.value)
+    ? (previousNodes.value as { role?: string; name?: string; zone?: string }[])
+    : undefined;
+  const loadBalancers = nodes
+    ?.filter((n) => n.role === "loadbalancer")
+    .map((n): DeployedLoadBalancer => ({ name: String(n.name), zone: String(n.zone) }));
   const deployed: DeployedState = {
     kubernetesVersion: text(previousVersion.value),
     createdWithVersion: text(createdWith.value),
@@ -44,8 +58,10 @@ export async function assertSafeChange(config: ClusterConfig): Promise<GuardedSe
       kubernetesVersion: deployed.kubernetesVersion,
       createdWithKubernetes: deployed.createdWithVersion,
       workerCount: nodes?.filter((n) => n.role === "worker").length,
+      loadBalancers,
     },
     config,
+    environmentProject,
   );
   if (problems.length > 0) throw new pulumi.RunError(formatRefusal(problems));
   return { controlPlaneCount: config.controlPlaneCount, immutableSettings: settings, deployed };

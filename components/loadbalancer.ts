@@ -7,7 +7,6 @@
 // reserved public address. GCP health-checks each HAProxy's monitor endpoint, which fails when that
 // HAProxy has no API server left. HAProxy itself is configured by the bootstrap's "haproxy" steps.
 
-import { createHash } from "crypto";
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import { names } from "../render/plan";
@@ -95,23 +94,27 @@ export class LoadBalancer extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    // A replaced VM keeps its name and self link, so a group listing it would see no change while
-    // GCE dropped the old VM from it (terraform-provider-google#4705): the group's name carries the
-    // VM's id, so a new VM gets a new group, the backend services move to it, the old one goes.
+    // Groups with fixed names that never depend on a VM: VMs are delete-before-replace, and a group
+    // named after its VM's id was deleted first while both backend services still used it, which GCE
+    // refuses (resourceInUseByAnotherResource; terraform-provider-google#1853, #6376). The VM joins
+    // through a membership instead. A replaced VM keeps its name and self link, and GCE drops the old
+    // one from the group (terraform-provider-google#4705): the membership's `instance` forces a new
+    // membership (ForceNew in resource_compute_instance_group_membership.go), so the engine replaces
+    // it with the delete-before-replace VM, and its replacementTrigger on the VM's id (the provider
+    // docs' advice for this resource) re-adds a VM that was recreated outside a replace.
     const groups = lb.instanceGroups.map((g) => {
       const instance = instances.get(g.instance)!;
-      return new gcp.compute.InstanceGroup(
+      const group = new gcp.compute.InstanceGroup(
         g.name,
-        {
-          name: instance.instanceId.apply(
-            (id) => `${g.name}-${createHash("sha256").update(id).digest("hex").slice(0, 8)}`,
-          ),
-          zone: g.zone,
-          network: args.network,
-          instances: [instance.selfLink],
-        },
+        { name: g.name, zone: g.zone, network: args.network },
         { parent: this },
       );
+      new gcp.compute.InstanceGroupMembership(
+        `${g.name}-member`,
+        { instanceGroup: group.name, instance: instance.selfLink, zone: g.zone },
+        { parent: this, replacementTrigger: instance.instanceId },
+      );
+      return group;
     });
     const backends = groups.map((g) => ({ group: g.id, balancingMode: "CONNECTION" }));
     // The forwarding rules take over addresses a lone HAProxy VM may have held: after the VMs.
@@ -128,6 +131,11 @@ export class LoadBalancer extends pulumi.ComponentResource {
           healthChecks: healthCheck.id,
           backends,
           connectionDrainingTimeoutSec: 30,
+          // One client, one HAProxy VM: SSH through the external rule otherwise lands on either VM,
+          // whose host keys differ. The backend is a consistent hash of the client address over the
+          // eligible backends, all of them when none is healthy (cloud.google.com/load-balancing/docs/
+          // network/ext-netlb-traffic-distribution), so it moves only when a VM's health changes.
+          ...(internal ? {} : { sessionAffinity: "CLIENT_IP" }),
         },
         { parent: this },
       );

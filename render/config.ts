@@ -228,14 +228,33 @@ function readArray(c: Collector, key: string, value: unknown): string[] | undefi
   return parsed;
 }
 
+/**
+ * Machine families GCE knows but refuses with this program's VMs: every boot disk is pd-balanced and
+ * every VM boots the one amd64 Ubuntu image. N4, C4 and C4D take Hyperdisk only, no Persistent Disk
+ * (cloud.google.com/compute/docs/general-purpose-machines, "Supported disk types"); Tau T2A is Arm
+ * (Ampere Altra), so it boots arm64 images only.
+ */
+export const REFUSED_MACHINE_FAMILIES: Readonly<Record<string, string>> = {
+  n4: "takes Hyperdisk boot disks only, and every VM here boots from a pd-balanced disk",
+  c4: "takes Hyperdisk boot disks only, and every VM here boots from a pd-balanced disk",
+  c4d: "takes Hyperdisk boot disks only, and every VM here boots from a pd-balanced disk",
+  t2a: "is Arm (Ampere Altra), and every VM here boots the same amd64 Ubuntu image",
+};
+const ALLOWED_MACHINE_FAMILIES = KNOWN_MACHINE_FAMILIES.filter((family) => !(family in REFUSED_MACHINE_FAMILIES));
+
 function checkMachineType(c: Collector, key: string, type: string, forNodes: boolean): void {
   const shape = machineShape(type);
+  const allowed =
+    `<family>-standard|highmem|highcpu-<vCPUs> (families ${ALLOWED_MACHINE_FAMILIES.join(", ")}), ` +
+    `e2-micro/small/medium, or [family-]custom-<vCPUs>-<MB>`;
   if (!shape) {
-    c.error(
-      key,
-      `"${type}" is not a machine type we know; allowed: <family>-standard|highmem|highcpu-<vCPUs> ` +
-        `(families ${KNOWN_MACHINE_FAMILIES.join(", ")}), e2-micro/small/medium, or [family-]custom-<vCPUs>-<MB>`,
-    );
+    c.error(key, `"${type}" is not a machine type we know; allowed: ${allowed}`);
+    return;
+  }
+  const family = type.split("-")[0];
+  const refusal = REFUSED_MACHINE_FAMILIES[family];
+  if (refusal) {
+    c.error(key, `"${type}" is not allowed: the ${family} family ${refusal}; allowed: ${allowed}`);
     return;
   }
   if (forNodes && (shape.vcpus < 2 || shape.memoryMb < 4096)) {

@@ -204,14 +204,18 @@ if [ "$confirmed" != true ]; then
 fi
 
 # SSH as the deployment does: the stack's key, through the load balancer as jump host. Host keys are
-# not pinned by the deployment either; this run trusts what it sees first (docs/limitations.md).
+# not pinned by the deployment either; this run trusts what it sees first (docs/limitations.md) for
+# the machines behind the hop. The hop itself is not pinned: with two HAProxy VMs the external load
+# balancer may hand a connection to either (both, when every backend is unhealthy, as while the API
+# servers are stopped), each with its own host key, and a pinned hop would refuse the second.
 SSH_USER=k8sadmin
-ssh_opts=(-i "$work/key" -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=20
-  -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=accept-new)
+ssh_base=(-i "$work/key" -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=20)
+ssh_opts=("${ssh_base[@]}" -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=accept-new)
+hop_opts=("${ssh_base[@]}" -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR)
 on() {
   local ip="$1"
   shift
-  ssh "${ssh_opts[@]}" -o ProxyCommand="ssh ${ssh_opts[*]} -W %h:%p $SSH_USER@$JUMP" "$SSH_USER@$ip" "$@"
+  ssh "${ssh_opts[@]}" -o ProxyCommand="ssh ${hop_opts[*]} -W %h:%p $SSH_USER@$JUMP" "$SSH_USER@$ip" "$@"
 }
 REMOTE=/var/lib/ha-k8s/restore
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
@@ -222,7 +226,7 @@ done
 
 # ---- preflight: nothing is stopped until every target passes ----------------------------------
 printf 'ha-k8s: preflight: logging in to the jump host %s and to %s\n' "$JUMP" "$(names "${targets[@]}")" >&2
-ssh "${ssh_opts[@]}" "$SSH_USER@$JUMP" true ||
+ssh "${hop_opts[@]}" "$SSH_USER@$JUMP" true ||
   fail "Cannot log in to the jump host $JUMP (ssh's message above): nothing behind it can be reached; nothing changed."
 unreachable=()
 reachable=()

@@ -12,6 +12,7 @@ const T = {
   backend: "gcp:compute/regionBackendService:RegionBackendService",
   check: "gcp:compute/regionHealthCheck:RegionHealthCheck",
   group: "gcp:compute/instanceGroup:InstanceGroup",
+  membership: "gcp:compute/instanceGroupMembership:InstanceGroupMembership",
 };
 
 describe("plan", () => {
@@ -130,13 +131,48 @@ describe("program", () => {
     }
   });
 
-  test("a replaced HAProxy VM gets a new instance group (GCE drops the old VM from the old one)", () => {
-    const groups = two.ofType(T.group).map((g) => g.inputs.name as string);
-    expect(groups).toEqual([
-      expect.stringMatching(/^c-lb-1-group-[0-9a-f]{8}$/),
-      expect.stringMatching(/^c-lb-2-group-[0-9a-f]{8}$/),
+  test("instance groups have fixed names and never depend on a VM; each VM joins by a membership", () => {
+    // Issue 21: a group named after its VM's id went with the delete-before-replace VM, while the
+    // backend services still used it (GCE refuses: terraform-provider-google#1853, #6376).
+    const groups = two.ofType(T.group);
+    expect(groups.map((g) => [g.name, g.inputs.name, g.inputs.zone])).toEqual([
+      ["c-lb-1-group", "c-lb-1-group", "europe-west1-b"],
+      ["c-lb-2-group", "c-lb-2-group", "europe-west1-c"],
     ]);
-    expect(groups[0].slice(-8)).not.toBe(groups[1].slice(-8)); // derived from each VM's own id
+    for (const group of groups) {
+      expect(group.inputs.instances).toBeUndefined();
+      expect(JSON.stringify(group.inputs)).not.toMatch(/id-c-lb|compute\/c-lb/); // nothing of a VM
+    }
+    const members = two.ofType(T.membership);
+    expect(members.map((m) => [m.name, m.inputs])).toEqual([
+      [
+        "c-lb-1-group-member",
+        { instanceGroup: "c-lb-1-group", instance: "https://compute/c-lb-1", zone: "europe-west1-b" },
+      ],
+      [
+        "c-lb-2-group-member",
+        { instanceGroup: "c-lb-2-group", instance: "https://compute/c-lb-2", zone: "europe-west1-c" },
+      ],
+    ]);
+    for (const backend of two.ofType(T.backend)) {
+      expect(backend.inputs.backends).toEqual([
+        { group: "c-lb-1-group-id", balancingMode: "CONNECTION" },
+        { group: "c-lb-2-group-id", balancingMode: "CONNECTION" },
+      ]);
+    }
+  });
+
+  test("a changed HAProxy VM changes no group and no backend service", async () => {
+    const rolled = await runProgram({ ...base, loadBalancerCount: 2, loadBalancerMachineType: "e2-medium" });
+    const changes = diffRuns(two, rolled);
+    for (const name of ["c-lb-1-group", "c-lb-2-group", "c-api-internal", "c-api-external"]) {
+      expect([name, changes.get(name)]).toEqual([name, "same"]);
+    }
+  });
+
+  test("SSH through the external load balancer stays on one HAProxy VM per client; the internal one spreads", () => {
+    const affinity = Object.fromEntries(two.ofType(T.backend).map((b) => [b.name, b.inputs.sessionAffinity]));
+    expect(affinity).toEqual({ "c-api-internal": undefined, "c-api-external": "CLIENT_IP" });
   });
 
   test("going from 1 to 2 keeps the endpoint address resource; only the lone VM moves", () => {

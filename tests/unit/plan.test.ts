@@ -77,8 +77,7 @@ describe("nodes", () => {
       ),
       lb.healthCheck!.name,
       ...lb.forwardingRules.map((r) => r.name),
-      // GCE's group name carries an 8-hex hash of the VM's id (components/loadbalancer.ts).
-      ...lb.instanceGroups.map((g) => `${g.name}-0123abcd`),
+      ...lb.instanceGroups.map((g) => g.name),
     ];
     expect(all.length).toBeGreaterThan(2000);
     for (const name of all) expect(name).toMatch(GCE_NAME);
