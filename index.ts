@@ -68,9 +68,12 @@ export = async () => {
     immutableSettings: guarded.immutableSettings,
     // During an upgrade, only once its verification has passed: until then the next run reads the
     // version the cluster ran before (a failed update keeps the previous outputs, pulumi/pulumi#15754),
-    // and resumes the unfinished upgrade. (The SDK registers all outputs together, so during an
-    // upgrade they all wait; otherwise none does, so a failed first deployment still leaves its
-    // kubeconfig and SSH key to debug with. tests/unit/upgrade-program.test.ts checks what it waits for.)
+    // and resumes the unfinished upgrade. (The SDK registers all outputs together, once every one
+    // has resolved: Stack.initialize in sdk/nodejs/runtime/stack.ts awaits them all before its one
+    // registerOutputs, which gets nothing when any of them fails. So a failed first deployment leaves
+    // no stack outputs at all, no kubeconfig and no sshPrivateKey: the key is in the state, see
+    // docs/operating.md "After a failed first deployment". tests/unit/upgrade-program.test.ts checks
+    // what it waits for.)
     kubernetesVersion: plan.upgrade
       ? bootstrap.verified.apply(() => plan.cluster.kubernetesPatch)
       : plan.cluster.kubernetesPatch,

@@ -163,6 +163,8 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       customTimeouts: resource.timeouts,
       aliases: resource.formerNames.map((name) => ({ name })),
       ignoreChanges: [...resource.ignoreChanges],
+      // Steps on their own machine: no delete (no SSH dial) when their VM is deleted with them.
+      deletedWith: resource.deletedWith === undefined ? undefined : instanceOf(resource.deletedWith),
     };
     if (resource.local) {
       return new command.local.Command(resource.name, { ...common, create: resource.create! }, options);
@@ -174,7 +176,13 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         connection: connectionTo(step.node),
         // Delete-only steps run nothing (and open no session) when created.
         create: resource.create,
-        delete: resource.delete,
+        // The delete names the instance id of the machine it undoes, and acts only on that machine.
+        delete:
+          resource.delete === undefined
+            ? undefined
+            : instanceOf(step.subject).instanceId.apply(
+                (id) => stepResource(plan, step, sources, () => id).delete ?? "",
+              ),
       },
       options,
     );

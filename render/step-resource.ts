@@ -7,6 +7,7 @@ import { Plan, Step, runsOnDeployer } from "./plan";
 import {
   RUN_BUNDLE_COMMAND,
   RUN_LOCAL_BUNDLE_COMMAND,
+  deletedWithMachine,
   renderStepDeleteCommand,
   stepResourceName,
   stepTimeouts,
@@ -29,8 +30,13 @@ export interface StepResource {
   readonly local: boolean;
   /** The create (and update) command, the bundle on its stdin; none for delete-only steps. */
   readonly create?: string;
-  /** What runs when Pulumi deletes the step, on its machine; none when there is nothing to undo. */
+  /**
+   * What runs when Pulumi deletes the step, on its machine; none when there is nothing to undo. It
+   * names the instance id of the machine it undoes (instanceIdOf) and acts only on that machine.
+   */
   readonly delete?: string;
+  /** The machine whose VM the step is deleted with (`deletedWith`, render/steps.ts deletedWithMachine). */
+  readonly deletedWith?: string;
   /** The machines whose replacement (a new instance id) replaces this step. */
   readonly rerunWhenReplaced: readonly string[];
   /** The old step's delete runs before the new one is created (the old machine's undo first). */
@@ -44,16 +50,23 @@ export interface StepResource {
   readonly timeouts: { readonly create: string; readonly update: string; readonly delete: string };
 }
 
-export function stepResource(plan: Plan, step: Step, sources: Readonly<Record<string, string>>): StepResource {
+export function stepResource(
+  plan: Plan,
+  step: Step,
+  sources: Readonly<Record<string, string>>,
+  /** The machines' GCE instance ids (the VM's `instanceId`); placeholders without (offline render). */
+  instanceIdOf?: (nodeName: string) => string,
+): StepResource {
   const traits = stepTraits(step);
   const local = runsOnDeployer(step);
-  const deleteCommand = local ? undefined : renderStepDeleteCommand(plan, step, sources);
+  const deleteCommand = local ? undefined : renderStepDeleteCommand(plan, step, sources, instanceIdOf);
   return {
     name: stepResourceName(step.id),
     formerNames: (step.formerIds ?? []).map(stepResourceName),
     local,
     create: local ? RUN_LOCAL_BUNDLE_COMMAND : traits.deleteOnly ? undefined : RUN_BUNDLE_COMMAND,
     delete: deleteCommand,
+    deletedWith: deletedWithMachine(step),
     rerunWhenReplaced: step.rerunWhenReplaced,
     deleteBeforeReplace: deleteCommand !== undefined,
     // Init never runs again on a running cluster (kubeadm-init.sh would only find it initialised);

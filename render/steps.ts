@@ -17,6 +17,7 @@ import {
   renderJoinConfiguration,
 } from "./kubeadm";
 import { DELETE_ONLY_KINDS, Plan, PlannedNode, SSH_USER, Step, StepKind, runsOnDeployer } from "./plan";
+import { upgradeAddonVersions } from "./upgrade";
 import {
   SUPPORTED_KUBERNETES,
   crioAptRepo,
@@ -81,16 +82,29 @@ export function stepResourceName(stepId: string): string {
 }
 
 /**
- * How long Pulumi lets a step's command run (customTimeouts). 40 minutes covers every bounded wait
- * of a step; the upgrade steps that drain a node (a control plane's upgrade, a worker's drain) get
- * drainTimeoutSeconds on top. A delete command is bounded by its own `timeout` (DELETE_TIMEOUT_SECONDS).
+ * How long a step's command may run. 40 minutes covers every bounded wait of a step; the upgrade
+ * steps that drain a node (a control plane's upgrade, a worker's drain) get drainTimeoutSeconds on
+ * top. Pulumi's customTimeouts do not stop a remote command (pulumi-command's remote
+ * commandOutputs.go calls session.Run without the context; only the dial sees the deadline), so the
+ * bundle enforces the budget itself on the machine (STEP_KILL_GRACE_SECONDS, render/bundle.ts):
+ * `timeout` stops the script 2 minutes before the customTimeouts shown to Pulumi run out. A delete
+ * command is bounded by its own `timeout` (DELETE_TIMEOUT_SECONDS).
  */
 export function stepTimeouts(plan: Plan, step: Step): { create: string; update: string; delete: string } {
+  const runFor = `${stepMinutes(plan, step)}m`;
+  return { create: runFor, update: runFor, delete: `${Math.ceil(DELETE_TIMEOUT_SECONDS / 60) + 5}m` };
+}
+
+/** The budget the bundle's `timeout` gives a step's script on its machine, in seconds. */
+export function stepBudgetSeconds(plan: Plan, step: Step): number {
+  return stepMinutes(plan, step) * 60 - 120;
+}
+
+function stepMinutes(plan: Plan, step: Step): number {
   const drains =
     plan.upgrade !== undefined &&
     (step.kind === "upgrade-drain" || (step.kind === "upgrade" && roleOf(plan, step.subject) === "control-plane"));
-  const runFor = `${40 + (drains ? Math.ceil(plan.upgrade!.drainTimeoutSeconds / 60) : 0)}m`;
-  return { create: runFor, update: runFor, delete: `${Math.ceil(DELETE_TIMEOUT_SECONDS / 60) + 5}m` };
+  return 40 + (drains ? Math.ceil(plan.upgrade!.drainTimeoutSeconds / 60) : 0);
 }
 
 function roleOf(plan: Plan, nodeName: string): string | undefined {
@@ -108,6 +122,47 @@ const DELETE_SCRIPTS: Partial<Record<StepKind, string>> = {
   member: "member-remove.sh",
   removal: "member-remove.sh",
 };
+
+/**
+ * The annotation on every Node naming the GCE instance id of its machine, set at join (join.sh,
+ * kubeadm-init.sh, from the metadata server). The delete actions compare it with the instance id in
+ * their command, so a delete created for a machine that was lost and recreated (same name, same
+ * address) leaves the new one alone: pulumi-command's Delete runs the *stored* delete over the
+ * stored connection (provider/pkg/provider/remote/commandController.go, v1.2.1), and the engine
+ * replaces the old steps only when they register, after the new VM has joined
+ * (pkg/resource/deploy/step_generator.go).
+ */
+export const INSTANCE_ID_ANNOTATION = "ha-k8s.io/instance-id";
+
+/** What the offline render shows for a machine's instance id, which GCE assigns at deploy time. */
+export function instanceIdPlaceholder(nodeName: string): string {
+  return `<instance id of ${nodeName}>`;
+}
+
+/**
+ * The machine whose instance id a step's delete action must find before it acts: the subject of the
+ * join (leave.sh, on the machine itself) or of the membership or removal (member-remove.sh, on a
+ * control plane). Undefined for steps with nothing to undo.
+ */
+export function deleteGuardMachine(step: Step): string | undefined {
+  return DELETE_SCRIPTS[step.kind] ? step.subject : undefined;
+}
+
+/**
+ * The machine a step is `deletedWith`: the steps that run on their own machine and are re-run when it
+ * is replaced (prepare, join, ready, backup, haproxy, init, upgrade on the node itself): their undo
+ * is moot once the VM is deleted, so the engine skips their provider Delete (no SSH dial to a VM
+ * being deleted) when it deletes the VM in the same update (scale-down, destroy). The engine checks
+ * only deletions (step.go, DeleteStep.Apply: isDeletedWith(old.DeletedWith, otherDeletions), filled
+ * by GenerateDeletes), not replacements: a VM replaced with `pulumi up --replace` is in the step
+ * generator's replace set only, so its steps' deletes still run (pulumi/pulumi#19924). Never the
+ * steps hosted on a machine for another one (a membership's etcd removal, a worker's removal, the
+ * join credentials): they must run while their host stays.
+ */
+export function deletedWithMachine(step: Step): string | undefined {
+  if (runsOnDeployer(step) || step.node !== step.subject) return undefined;
+  return step.rerunWhenReplaced.includes(step.node) ? step.node : undefined;
+}
 
 /** What is known about a step before any deploy-time value exists. */
 export function stepTraits(step: Step): { secret: boolean; deleteScript?: string; deleteOnly: boolean } {
@@ -139,9 +194,11 @@ function renderDeleteCommand(
   step: Step,
   script: string,
   sources: Readonly<Record<string, string>>,
+  instanceId: string,
 ): string {
   const subject = plan.nodes.find((n) => n.name === step.subject);
   if (!subject) throw new Error(`step ${step.id} deletes something for unknown node ${step.subject}`);
+  // The machine this step was created for: the delete acts only on it (INSTANCE_ID_ANNOTATION).
   const env: Record<string, string> =
     script === "member-remove.sh"
       ? {
@@ -149,10 +206,11 @@ function renderDeleteCommand(
           MEMBER_ROLE: subject.role,
           MEMBER_IP: subject.internalIp,
           KUBECONFIG_PATH: ADMIN_KUBECONFIG,
+          EXPECTED_INSTANCE_ID: instanceId,
           DELETE_BUDGET_SECONDS: String(DELETE_TIMEOUT_SECONDS),
           DELETE_REFUSED_EXIT: String(DELETE_REFUSED_EXIT),
         }
-      : { NODE_NAME: subject.name };
+      : { NODE_NAME: subject.name, EXPECTED_INSTANCE_ID: instanceId };
   const bundle = renderBundle({ stepId: step.id, script, env, stage: "temporary" }, sources);
   if (bundle.split("\n").includes(DELETE_HEREDOC)) throw new Error(`${script} contains the line ${DELETE_HEREDOC}`);
   // Exit 75 (DELETE_REFUSED_EXIT) is a refusal to go on (etcd would lose its quorum): it fails the
@@ -164,14 +222,19 @@ function renderDeleteCommand(
   );
 }
 
-/** The command Pulumi stores to run when it deletes the step; needs no deploy-time value. */
+/**
+ * The command Pulumi stores to run when it deletes the step. Its one deploy-time value is the instance
+ * id of the machine it undoes (deleteGuardMachine), from `instanceIdOf`; without it (the offline
+ * render) a placeholder, which matches no machine that recorded its id.
+ */
 export function renderStepDeleteCommand(
   plan: Plan,
   step: Step,
   sources: Readonly<Record<string, string>>,
+  instanceIdOf: (nodeName: string) => string = instanceIdPlaceholder,
 ): string | undefined {
   const script = DELETE_SCRIPTS[step.kind];
-  return script ? renderDeleteCommand(plan, step, script, sources) : undefined;
+  return script ? renderDeleteCommand(plan, step, script, sources, instanceIdOf(step.subject)) : undefined;
 }
 
 interface StepSpec {
@@ -421,8 +484,13 @@ function upgradeSpec(config: ClusterConfig, plan: Plan, step: Step, subject: Pla
     case "upgrade-uncordon":
       return { script: "upgrade-uncordon.sh", env: { NODE_NAME: subject!.name, ...target }, files: [] };
     default:
-      // The cluster's verification, plus every kubelet and API server at the new version.
-      return { script: "verify.sh", env: { ...verifyEnv(plan), K8S_VERSION: target.K8S_VERSION }, files: [] };
+      // The cluster's verification, plus every kubelet and API server at the new version, and
+      // kubeadm's addons (CoreDNS, kube-proxy) at the versions kubeadm deploys for it.
+      return {
+        script: "verify.sh",
+        env: { ...verifyEnv(plan), K8S_VERSION: target.K8S_VERSION, ...upgradeAddonVersions(upgrade.to) },
+        files: [],
+      };
   }
 }
 
@@ -483,9 +551,11 @@ export function renderStepCommand(
   /** Deploy-time values; required by secret steps, refused by the others (see stepTraits). */
   values: DeployValues | undefined,
   scriptSources: Readonly<Record<string, string>>,
+  /** The machines' instance ids, for the delete command (renderStepDeleteCommand); placeholders without. */
+  instanceIdOf?: (nodeName: string) => string,
 ): StepCommand {
   const traits = stepTraits(step);
-  const deleteCommand = renderStepDeleteCommand(plan, step, scriptSources);
+  const deleteCommand = renderStepDeleteCommand(plan, step, scriptSources, instanceIdOf);
   if (traits.deleteOnly) return { step, files: [], deleteCommand, secret: traits.secret };
   const spec = specFor(config, plan, step, values);
   const bundle = renderBundle(
@@ -495,6 +565,9 @@ export function renderStepCommand(
       env: spec.env,
       files: spec.files,
       extraScripts: spec.extraScripts,
+      // Enforced on the machine (customTimeouts never stop a remote command); login checks run
+      // where `pulumi up` runs and bound themselves (LOGIN_TIMEOUT_SECONDS).
+      budgetSeconds: runsOnDeployer(step) ? undefined : stepBudgetSeconds(plan, step),
       // Login checks run on the deploying machine: nothing of them stays there.
       stage: runsOnDeployer(step) ? "temporary" : "machine",
     },

@@ -9,6 +9,12 @@
 # Safe to run again: a joined node (kubelet.conf present, kubelet running and, on a control plane,
 # its etcd and API server manifests in place) does not join again; a half-finished earlier attempt
 # is reset first.
+#
+# Then the Node records which machine it is: annotation ha-k8s.io/instance-id, this VM's GCE instance
+# id from the metadata server, set with the kubelet's own credentials (a node may change its own Node
+# object). The delete actions compare it (member-remove.sh): one created for an earlier machine of the
+# same name and address, which Pulumi may still run after that machine was lost and recreated, then
+# leaves this one alone. Without the id the step fails: a Node without it would be unprotected.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -16,6 +22,9 @@ set -euo pipefail
 require_env NODE_NAME NODE_ROLE API_ENDPOINT
 CONFIG="$(staged kubeadm-join.yaml)"
 KUBELET_CONF="$(root_path /etc/kubernetes/kubelet.conf)"
+
+INSTANCE_ANNOTATION="ha-k8s.io/instance-id"
+METADATA_URL=http://169.254.169.254/computeMetadata/v1/instance/id
 
 local_api_ready() { curl -ksf --max-time 5 https://127.0.0.1:6443/readyz >/dev/null; }
 local_etcd_healthy() { etcdctl_local endpoint health >/dev/null; }
@@ -43,4 +52,16 @@ if [ "$NODE_ROLE" = control-plane ]; then
   wait_until 60 "the local etcd member to be healthy" local_etcd_healthy || die "the etcd member on $NODE_NAME is not healthy"
   log "$NODE_NAME: API server ready, etcd member healthy"
 fi
+# This machine's GCE instance id (decimal), from the metadata server; bounded (3 tries of 5 s).
+# shellcheck disable=SC2317 # called through retry
+read_instance_id() { curl -sf --connect-timeout 2 --max-time 5 -H 'Metadata-Flavor: Google' "$METADATA_URL"; }
+as_node() { kubectl --kubeconfig "$KUBELET_CONF" --request-timeout=20s "$@"; }
+instance_id="$(retry 3 read_instance_id 2>/dev/null || true)"
+[[ "$instance_id" =~ ^[0-9]+$ ]] ||
+  die "cannot read this machine's instance id from the metadata server ($METADATA_URL): $NODE_NAME must record it ($INSTANCE_ANNOTATION) so that no delete action meant for another machine of this name acts on it"
+wait_until 24 "the Node $NODE_NAME to be registered" as_node get node "$NODE_NAME" ||
+  die "the Node $NODE_NAME was not registered in time; cannot record its instance id"
+retry 3 as_node annotate --overwrite node "$NODE_NAME" "$INSTANCE_ANNOTATION=$instance_id" >&2 ||
+  die "could not record $INSTANCE_ANNOTATION=$instance_id on the Node $NODE_NAME"
+log "$NODE_NAME is instance $instance_id ($INSTANCE_ANNOTATION on its Node)"
 log "$NODE_NAME joined"

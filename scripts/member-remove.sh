@@ -4,7 +4,22 @@
 # Runs before the node's own `kubeadm reset` and before its VM is deleted: on the first control plane
 # for control planes, on the control plane a worker was assigned to (round-robin) for workers.
 #
+# It acts only on the machine it was created for. Pulumi runs the delete command stored with the old
+# step (pulumi-command's Delete runs the state's `delete` over the state's `connection`): after a lost
+# VM was recreated (`pulumi refresh`, then `pulumi up`), the node of that name and the etcd member at
+# that address may be the new machine's. Every Node records the instance id of its machine
+# (annotation ha-k8s.io/instance-id, set by join.sh and kubeadm-init.sh from the metadata server);
+# this script compares it with EXPECTED_INSTANCE_ID, which the program puts into this command:
+#   - the same id, or no annotation (a node joined before ids were recorded): drain, remove the etcd
+#     member, delete the Node, as below;
+#   - another id (a replacement machine with the same name and address): nothing at all, and it says so;
+#   - no such Node: nothing to drain or delete; an etcd member still at that address has no Node
+#     proving whose it is (a machine that is joining right now adds its member before its Node
+#     exists), so it is left alone, and the line says how to remove it by hand;
+#   - the API does not answer: nothing can be proved, nothing is done.
+#
 # Inputs (environment): MEMBER_NODE, MEMBER_ROLE (control-plane|worker), MEMBER_IP, KUBECONFIG_PATH;
+#   EXPECTED_INSTANCE_ID (the GCE instance id of the VM this step was created for);
 #   DELETE_BUDGET_SECONDS (the delete command's `timeout`, DELETE_TIMEOUT_SECONDS in render/steps.ts;
 #   default 300): the drain gets what is left after the etcd removal's share, so a refusal is always
 #   reported (exit 75) before that timeout would kill the script (exit 124: "continuing teardown");
@@ -29,24 +44,51 @@ etcd_share=0
 [ "$MEMBER_ROLE" != control-plane ] || etcd_share=90
 final_share=40
 
+EXPECTED_INSTANCE_ID="${EXPECTED_INSTANCE_ID:-}"
+INSTANCE_ANNOTATION="ha-k8s.io/instance-id"
+
+# Which machine the Node of that name is now: node_state present|absent, recorded_id its annotation.
+node_state=""
+recorded_id=""
 if ! kctl get --raw /readyz >/dev/null 2>&1; then
-  warn "the API does not answer; skipping drain and Node deletion of $MEMBER_NODE"
+  warn "the API does not answer; skipping drain and Node deletion of $MEMBER_NODE, and its etcd member: nothing proves which machine it is now"
+  exit 0
+fi
+jsonpath="jsonpath={.metadata.annotations['ha-k8s\\.io/instance-id']}"
+if recorded_id="$(kctl get node "$MEMBER_NODE" -o "$jsonpath" 2>/dev/null)"; then
+  node_state=present
+elif err="$(kctl get node "$MEMBER_NODE" -o name 2>&1)" || ! grep -qiE 'NotFound|not found' <<<"$err"; then
+  warn "could not read node $MEMBER_NODE (${err//$'\n'/ }); skipping drain, etcd member removal and Node deletion: nothing proves which machine it is now"
+  exit 0
 else
-  if kctl get node "$MEMBER_NODE" >/dev/null 2>&1; then
-    kctl cordon "$MEMBER_NODE" >&2 || warn "cordon failed"
-    drain_for=$((DELETE_BUDGET_SECONDS - SECONDS - etcd_share - final_share - 10))
-    [ "$drain_for" -le 120 ] || drain_for=120
-    if [ "$drain_for" -lt 10 ]; then
-      warn "no time left to drain $MEMBER_NODE (the API was slow); continuing"
-    else
-      log "draining $MEMBER_NODE (bounded to $drain_for s)"
-      timeout "$((drain_for + 10))" kubectl --kubeconfig "$(root_path "$KUBECONFIG_PATH")" drain "$MEMBER_NODE" \
-        --ignore-daemonsets --delete-emptydir-data --force --timeout="${drain_for}s" >&2 ||
-        warn "drain did not complete; continuing"
-    fi
+  node_state=absent
+  recorded_id=""
+fi
+
+if [ "$node_state" = present ] && [ -n "$recorded_id" ] && [ "$recorded_id" != "$EXPECTED_INSTANCE_ID" ]; then
+  log "SKIPPED: node $MEMBER_NODE is now instance $recorded_id ($INSTANCE_ANNOTATION), not instance ${EXPECTED_INSTANCE_ID:-<none given>} this step was created for (a replacement machine with the same name and address); leaving its Node, its pods and its etcd member alone: nothing to undo"
+  exit 0
+fi
+if [ "$node_state" = present ] && [ -z "$recorded_id" ]; then
+  log "node $MEMBER_NODE carries no $INSTANCE_ANNOTATION (it joined before instance ids were recorded): removing it"
+elif [ "$node_state" = present ]; then
+  log "node $MEMBER_NODE is instance $recorded_id, the machine this step was created for: removing it"
+fi
+
+if [ "$node_state" = present ]; then
+  kctl cordon "$MEMBER_NODE" >&2 || warn "cordon failed"
+  drain_for=$((DELETE_BUDGET_SECONDS - SECONDS - etcd_share - final_share - 10))
+  [ "$drain_for" -le 120 ] || drain_for=120
+  if [ "$drain_for" -lt 10 ]; then
+    warn "no time left to drain $MEMBER_NODE (the API was slow); continuing"
   else
-    log "node $MEMBER_NODE is not in the cluster; nothing to drain"
+    log "draining $MEMBER_NODE (bounded to $drain_for s)"
+    timeout "$((drain_for + 10))" kubectl --kubeconfig "$(root_path "$KUBECONFIG_PATH")" drain "$MEMBER_NODE" \
+      --ignore-daemonsets --delete-emptydir-data --force --timeout="${drain_for}s" >&2 ||
+      warn "drain did not complete; continuing"
   fi
+else
+  log "node $MEMBER_NODE is not in the cluster; nothing to drain"
 fi
 
 # etcd refuses to remove a voting member when the others would not keep a quorum without it
@@ -70,7 +112,9 @@ remove_member() {
 
 if [ "$MEMBER_ROLE" = control-plane ]; then
   member_id="$(etcdctl_local member list 2>/dev/null | grep -F "https://$MEMBER_IP:2380" | cut -d, -f1 || true)"
-  if [ -n "$member_id" ]; then
+  if [ -n "$member_id" ] && [ "$node_state" = absent ]; then
+    warn "SKIPPED: etcd member $member_id ($MEMBER_IP) has no Node $MEMBER_NODE proving it is instance ${EXPECTED_INSTANCE_ID:-<none given>} (a machine joining right now adds its member before its Node): leaving it; if the machine at $MEMBER_IP is gone, remove it by hand (etcdctl member remove $member_id on a control plane)"
+  elif [ -n "$member_id" ]; then
     log "removing etcd member $member_id ($MEMBER_IP)"
     if ! retry 4 remove_member "$member_id"; then
       if [ -n "$refused_for_quorum" ]; then
@@ -86,6 +130,10 @@ if [ "$MEMBER_ROLE" = control-plane ]; then
   fi
 fi
 
+if [ "$node_state" = absent ]; then
+  log "$MEMBER_NODE is not in the cluster; nothing to delete"
+  exit 0
+fi
 if kctl get --raw /readyz >/dev/null 2>&1; then
   kctl delete node "$MEMBER_NODE" --ignore-not-found >&2 || warn "could not delete node $MEMBER_NODE"
 fi

@@ -13,7 +13,9 @@ if [ "$1" = join ]; then
   touch "$STATE/active-kubelet"
   echo "[discovery] Using token: '"$TOKEN"'"
 fi'
-  stub curl 'echo ok'
+  # The metadata server answers this machine's instance id (only with its header, like GCE's).
+  export INSTANCE_ID=7003141592653589793
+  stub curl 'case "$*" in *"Metadata-Flavor: Google"*"/computeMetadata/v1/instance/id"*) echo "$INSTANCE_ID" ;; *) echo ok ;; esac'
   stub crictl 'case "$1" in ps) echo etcd-id ;; exec) echo "127.0.0.1:2379 is healthy" ;; esac'
 }
 
@@ -82,11 +84,49 @@ fi'
   assert_output --partial "kubeadm join failed"
 }
 
-@test "leave: resets a joined node" {
-  mkdir -p "$HA_K8S_ROOT/etc/kubernetes" && touch "$HA_K8S_ROOT/etc/kubernetes/kubelet.conf"
-  run_script leave.sh
+@test "a joined node records its instance id on its Node, with the kubelet's credentials, every run" {
+  run_script join.sh
   assert_success
-  assert_call_order "^kubeadm reset -f"
+  assert_call_order "^kubeadm join" "^curl .*Metadata-Flavor: Google http://169.254.169.254/computeMetadata/v1/instance/id" \
+    "^kubectl --kubeconfig $HA_K8S_ROOT/etc/kubernetes/kubelet.conf .*annotate --overwrite node c-worker-1 ha-k8s.io/instance-id=$INSTANCE_ID"
+  assert_output --partial "c-worker-1 is instance $INSTANCE_ID"
+  : >"$CALLS"
+  NODE_ROLE=worker run_script join.sh # already joined (a node from before ids were recorded): recorded now
+  assert_success
+  assert_call_order "annotate --overwrite node c-worker-1 ha-k8s.io/instance-id=$INSTANCE_ID"
+}
+
+@test "a join whose machine's instance id cannot be read fails, saying why (bounded)" {
+  stub curl 'case "$*" in *computeMetadata*) exit 7 ;; *) echo ok ;; esac'
+  run timeout 60 bash "$SCRIPTS/join.sh"
+  assert_failure 1
+  assert_output --partial "cannot read this machine's instance id from the metadata server"
+  [ "$(count_calls 'annotate')" -eq 0 ]
+}
+
+@test "leave: resets a joined node when it is the instance its join was created for" {
+  mkdir -p "$HA_K8S_ROOT/etc/kubernetes" && touch "$HA_K8S_ROOT/etc/kubernetes/kubelet.conf"
+  EXPECTED_INSTANCE_ID="$INSTANCE_ID" run_script leave.sh
+  assert_success
+  assert_call_order "^curl .*Metadata-Flavor: Google http://169.254.169.254/computeMetadata/v1/instance/id" "^kubeadm reset -f"
+  assert_output --partial "this machine is instance $INSTANCE_ID, the one this join was created for"
+}
+
+@test "leave: a replacement machine with the same name and address (another instance) is not reset" {
+  mkdir -p "$HA_K8S_ROOT/etc/kubernetes" && touch "$HA_K8S_ROOT/etc/kubernetes/kubelet.conf"
+  EXPECTED_INSTANCE_ID=1234567890123456789 run_script leave.sh
+  assert_success
+  [ "$(count_calls '^kubeadm')" -eq 0 ]
+  assert_output --partial "SKIPPED: this machine is instance $INSTANCE_ID, not instance 1234567890123456789 this join was created for"
+}
+
+@test "leave: a machine whose instance id cannot be read is not reset (nothing proves it is the one)" {
+  mkdir -p "$HA_K8S_ROOT/etc/kubernetes" && touch "$HA_K8S_ROOT/etc/kubernetes/kubelet.conf"
+  stub curl 'exit 7'
+  EXPECTED_INSTANCE_ID="$INSTANCE_ID" run timeout 60 bash "$SCRIPTS/leave.sh"
+  assert_success
+  [ "$(count_calls '^kubeadm')" -eq 0 ]
+  assert_output --partial "SKIPPED: cannot read this machine's instance id"
 }
 
 @test "leave: nothing to do on a node that holds no cluster state" {
@@ -99,7 +139,7 @@ fi'
 @test "leave: a failing reset does not fail the teardown" {
   mkdir -p "$HA_K8S_ROOT/etc/kubernetes" && touch "$HA_K8S_ROOT/etc/kubernetes/kubelet.conf"
   stub kubeadm 'echo "etcd cluster is not reachable"; exit 1'
-  run_script leave.sh
+  EXPECTED_INSTANCE_ID="$INSTANCE_ID" run_script leave.sh
   assert_success
   assert_output --partial "did not complete"
 }

@@ -16,7 +16,9 @@ if [ "$1" = init ]; then
   echo "kubeadm join 10.10.0.2:6443 --token '"$TOKEN"' --certificate-key '"$CERT_KEY"'"
 fi'
   stub kubectl '[ -f "$HA_K8S_ROOT/etc/kubernetes/admin.conf" ] && echo ok'
-  stub curl 'exit 7'
+  # Nothing answers at the endpoint; the metadata server answers this machine's instance id.
+  export INSTANCE_ID=7003141592653589793
+  stub curl 'case "$*" in *"Metadata-Flavor: Google"*"/computeMetadata/v1/instance/id"*) echo "$INSTANCE_ID" ;; *) exit 7 ;; esac'
 }
 
 @test "initialises with the staged config and CA, and waits for the API" {
@@ -25,6 +27,18 @@ fi'
   assert_call_order "^kubeadm init --config $HA_K8S_STAGE/kubeadm-init.yaml --upload-certs" "^kubectl .*get --raw /readyz"
   cmp "$HA_K8S_STAGE/ca.crt" "$HA_K8S_ROOT/etc/kubernetes/pki/ca.crt"
   assert_equal "$(stat -c %a "$HA_K8S_ROOT/etc/kubernetes/pki/ca.key")" 600
+}
+
+@test "the initialised first control plane records its instance id on its Node, also on a later run" {
+  run_script kubeadm-init.sh
+  assert_success
+  assert_call_order "^kubeadm init" "^curl .*Metadata-Flavor: Google http://169.254.169.254/computeMetadata/v1/instance/id" \
+    "^kubectl --kubeconfig $HA_K8S_ROOT/etc/kubernetes/admin.conf .*annotate --overwrite node c-cp-1 ha-k8s.io/instance-id=$INSTANCE_ID"
+  : >"$CALLS"
+  run_script kubeadm-init.sh
+  assert_success
+  assert_output --partial "already initialised"
+  assert_call_order "annotate --overwrite node c-cp-1 ha-k8s.io/instance-id=$INSTANCE_ID"
 }
 
 @test "kubeadm's output is shown without the token or the certificate key" {

@@ -11,7 +11,10 @@ setup() {
   setup_machine
   export MEMBER_NODE=c-cp-2 MEMBER_ROLE=control-plane MEMBER_IP=10.10.0.11 KUBECONFIG_PATH=/etc/kubernetes/admin.conf
   export MEMBERS
-  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; esac; exit 0'
+  # The removal was created for instance EXPECTED_INSTANCE_ID; the Node records NODE_INSTANCE
+  # (ha-k8s.io/instance-id, what the jsonpath reads), the same machine unless a test says otherwise.
+  export EXPECTED_INSTANCE_ID=7003141592653589793 NODE_INSTANCE=7003141592653589793
+  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; *"get node"*"ha-k8s\\.io/instance-id"*) printf "%s" "$NODE_INSTANCE" ;; esac; exit 0'
   stub crictl 'case "$1" in ps) echo etcd-id ;; exec) case "$*" in *"member list"*) echo "$MEMBERS" ;; esac ;; esac'
 }
 
@@ -121,4 +124,59 @@ setup() {
   [ "$(count_calls 'member remove 91bc3c398fb3c146')" -eq 4 ]
   assert_output --partial "etcdserver: unhealthy cluster"
   assert_output --partial "REFUSED: etcd will not remove the member of c-cp-2 (91bc3c398fb3c146)"
+}
+
+@test "remove: the Node of the instance it was created for is drained, its etcd member removed, the Node deleted" {
+  run_script member-remove.sh
+  assert_success
+  assert_output --partial "node c-cp-2 is instance 7003141592653589793, the machine this step was created for"
+  assert_call_order "^kubectl .*get node c-cp-2 -o jsonpath=\{.metadata.annotations\['ha-k8s\\\\.io/instance-id'\]\}" \
+    "^kubectl .*drain c-cp-2" "member remove 91bc3c398fb3c146" "^kubectl .*delete node c-cp-2"
+}
+
+@test "remove: a replacement machine with the same name and address (another instance) is left alone entirely" {
+  NODE_INSTANCE=5550000000000000001 run_script member-remove.sh
+  assert_success
+  [ "$(count_calls 'cordon|drain|member remove|delete node')" -eq 0 ]
+  assert_output --partial "SKIPPED: node c-cp-2 is now instance 5550000000000000001 (ha-k8s.io/instance-id), not instance 7003141592653589793 this step was created for"
+  # A worker's removal alike.
+  : >"$CALLS"
+  NODE_INSTANCE=5550000000000000001 MEMBER_ROLE=worker MEMBER_NODE=c-worker-2 run_script member-remove.sh
+  assert_success
+  [ "$(count_calls 'cordon|drain|delete node')" -eq 0 ]
+  assert_output --partial "SKIPPED: node c-worker-2 is now instance 5550000000000000001"
+}
+
+@test "remove: a Node joined before instance ids were recorded (no annotation) is removed as before" {
+  NODE_INSTANCE="" run_script member-remove.sh
+  assert_success
+  assert_output --partial "carries no ha-k8s.io/instance-id"
+  assert_call_order "^kubectl .*drain c-cp-2" "member remove 91bc3c398fb3c146" "^kubectl .*delete node c-cp-2"
+}
+
+@test "remove: a worker that is not in the cluster is nothing to undo: success at once, nothing touched" {
+  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; *"get node"*) echo "Error from server (NotFound): nodes \"c-worker-2\" not found" >&2; exit 1 ;; esac; exit 0'
+  SECONDS=0
+  MEMBER_ROLE=worker MEMBER_NODE=c-worker-2 run timeout 10 bash "$SCRIPTS/member-remove.sh"
+  assert_success
+  [ "$SECONDS" -lt 5 ]
+  [ "$(count_calls 'cordon|drain|delete node|^crictl')" -eq 0 ]
+  assert_output --partial "node c-worker-2 is not in the cluster; nothing to drain"
+}
+
+@test "remove: an etcd member at the address with no Node proving whose it is is left alone, saying how to remove it" {
+  stub kubectl 'case "$*" in *"get --raw /readyz"*) echo ok ;; *"get node"*) echo "Error from server (NotFound): nodes \"c-cp-2\" not found" >&2; exit 1 ;; esac; exit 0'
+  run_script member-remove.sh
+  assert_success
+  [ "$(count_calls 'member remove|delete node|drain')" -eq 0 ]
+  assert_output --partial "SKIPPED: etcd member 91bc3c398fb3c146 (10.10.0.11) has no Node c-cp-2 proving it is instance 7003141592653589793"
+  assert_output --partial "etcdctl member remove 91bc3c398fb3c146"
+}
+
+@test "remove: while the API does not answer nothing proves which machine it is: its etcd member is left alone too" {
+  stub kubectl 'echo "The connection to the server was refused" >&2; exit 1'
+  run_script member-remove.sh
+  assert_success
+  [ "$(count_calls '^crictl')" -eq 0 ]
+  assert_output --partial "nothing proves which machine it is now"
 }

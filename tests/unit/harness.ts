@@ -23,6 +23,8 @@ export interface RecordedResource {
   readonly retainOnDelete: boolean;
   /** Names this resource had before (aliases by name). */
   readonly aliases: readonly string[];
+  /** The resource it is deleted with (`deletedWith`), by name. */
+  readonly deletedWith?: string;
 }
 
 export interface ProgramRun {
@@ -102,6 +104,7 @@ export async function runProgram(
               ignoreChanges: opts?.ignoreChanges ?? [],
               retainOnDelete: opts?.retainOnDelete ?? false,
               aliases: opts?.aliases ?? [],
+              deletedWith: opts?.deletedWith,
             });
             return mockResponse(args.type, args.name, unwrapped, options.previousOutputs);
           },
@@ -134,6 +137,7 @@ export async function runProgram(
               const name = (alias as { name?: unknown }).name;
               return typeof name === "string" ? [name] : [];
             }),
+            deletedWith: opts.deletedWith ? named(opts.deletedWith) : undefined,
           });
           if (!custom) {
             recorded.set(`${t}::${name}`, { ...optionsByName.get(`${t}::${name}`)!, inputs: {}, secretInputs: [] });

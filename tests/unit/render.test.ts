@@ -186,7 +186,16 @@ describe("small renderers", () => {
     const [config] = docs(text);
     expect(config.write_files[0]).toMatchObject({ path: "/etc/ssh/sshd_config.d/60-ha-k8s.conf", permissions: "0644" });
     expect(config.write_files[0].content).toMatch(/^MaxStartups 200:30:1000$/m);
-    expect(config.runcmd).toEqual([["systemctl", "reload-or-restart", "ssh"]]);
+    // UnusedConnectionTimeout: a candidate outside sshd_config.d, installed only where sshd -t accepts it.
+    expect(config.write_files[1]).toMatchObject({
+      path: "/etc/ssh/ha-k8s-unused-connection.conf",
+      permissions: "0644",
+    });
+    expect(config.write_files[1].content).toMatch(/^UnusedConnectionTimeout 300$/m);
+    expect(config.runcmd).toEqual([
+      ["sh", "-c", expect.stringMatching(/\/usr\/sbin\/sshd -t \|\| \{ rm -f \/etc\/ssh\/sshd_config.d\/61-/)],
+      ["systemctl", "reload-or-restart", "ssh"],
+    ]);
   });
 
   test("public kubeconfig points at the external address", () => {
