@@ -1,13 +1,29 @@
 // The deployment model the benchmark runs: the plan's step graph executed by an engine that runs at
 // most `slots` operations at once, as `pulumi up --parallel` does, with per-step durations from
 // bench/durations.json. It reports when the last step ends and, per machine, the most bootstrap
-// SSH sessions open on it at once. Pure: durations are passed in.
+// SSH connections open on it at once. Pure: durations are passed in.
+//
+// Connections as pulumi-command really holds them: it closes a step's session but never its
+// ssh.Client nor, through the jump host, the proxy client (remote/commandOutputs.go, connection.go),
+// so a connection outlives its step until sshd's UnusedConnectionTimeout (render/cloudinit.ts)
+// closes it: the target's once the session has closed, the jump host's (whose forwarding channel
+// lasts as long as the target's connection) one timeout after that.
 
 import { OPERATIONS_OUTSIDE_THE_PLAN, stepWidth } from "../render/parallelism";
 import { Plan, Step, runsOnDeployer, runsOnMachine } from "../render/plan";
 import { sshRoute, stepTraits } from "../render/steps";
+import { UNUSED_CONNECTION_TIMEOUT_SECONDS } from "../render/cloudinit";
 
-export type Durations = Record<string, { seconds: number; basis: string }>;
+/** Per step kind: the modeled seconds with their basis, and what the real-cluster tier measured (`lab`). */
+export type Durations = Record<string, { seconds: number; basis: string; lab?: LabDuration }>;
+
+/** A step kind's durations on the real-cluster tier's fresh deploy (bench/lab-durations.ts). */
+export interface LabDuration {
+  readonly medianSeconds: number;
+  readonly minSeconds: number;
+  readonly maxSeconds: number;
+  readonly samples: number;
+}
 
 export interface ModelResult {
   /** When the last step ends. */
@@ -18,7 +34,8 @@ export interface ModelResult {
   readonly peakOperations: number;
 }
 
-function durationKey(step: Step, plan: Plan): string {
+/** The durations.json entry a step's duration comes from. */
+export function durationKey(step: Step, plan: Plan): string {
   const role = plan.nodes.find((n) => n.name === step.subject)?.role;
   if (["prepare", "join", "member"].includes(step.kind)) {
     return `${step.kind}-${role === "control-plane" ? "control-plane" : "worker"}`;
@@ -48,10 +65,27 @@ interface Operation {
   readonly step: number;
   readonly seconds: number;
   readonly sessions: readonly string[];
+  /** A login check: OpenSSH's client where `pulumi up` runs, which closes its connections at exit. */
+  readonly local: boolean;
+}
+
+/**
+ * How long a connection stays open after its step ends: one UnusedConnectionTimeout on the step's
+ * machine; two on the jump host on the way (its channel closes with the target's connection).
+ */
+function lingerSeconds(op: Operation, machine: string, idleTimeout: number): number {
+  if (op.local) return 0;
+  return op.sessions.length > 1 && machine !== op.sessions[0] ? 2 * idleTimeout : idleTimeout;
 }
 
 /** Runs the plan with at most `slots` operations at a time (Infinity: unbounded). */
-export function simulate(plan: Plan, durations: Durations, slots: number): ModelResult {
+export function simulate(
+  plan: Plan,
+  durations: Durations,
+  slots: number,
+  /** sshd's UnusedConnectionTimeout; Infinity: connections stay until `pulumi` exits (older sshd). */
+  idleTimeout: number = UNUSED_CONNECTION_TIMEOUT_SECONDS,
+): ModelResult {
   const overhead = durations["engine-step-start"]?.seconds ?? 0;
   const index = new Map(plan.steps.map((s, i) => [s.id, i]));
   const dependents: number[][] = plan.steps.map(() => []);
@@ -66,13 +100,14 @@ export function simulate(plan: Plan, durations: Durations, slots: number): Model
       step: i,
       seconds: overhead + stepSeconds(step, plan, durations),
       sessions: sessionsOf(step, plan, hop++),
+      local: runsOnDeployer(step),
     }));
   };
   // Ready operations in the order they became ready (then plan order): the engine's FIFO.
   const queue: Operation[] = [];
   const outside = durations["outside-the-plan"]?.seconds ?? 0;
   for (let k = 0; k < OPERATIONS_OUTSIDE_THE_PLAN; k++)
-    queue.push({ step: -1, seconds: overhead + outside, sessions: [] });
+    queue.push({ step: -1, seconds: overhead + outside, sessions: [], local: true });
   let now = 0;
   let finished = 0;
   const done = (i: number): void => {
@@ -94,8 +129,14 @@ export function simulate(plan: Plan, durations: Durations, slots: number): Model
   const open = new Map<string, number>();
   const peakSessions = new Map<string, number>();
   let peakOperations = 0;
+  // Connections of finished steps, closed by sshd at `at`.
+  let closing: { at: number; machine: string }[] = [];
   let head = 0;
   while (head < queue.length || running.length > 0) {
+    if (closing.length > 0) {
+      for (const c of closing) if (c.at <= now) open.set(c.machine, open.get(c.machine)! - 1);
+      closing = closing.filter((c) => c.at > now);
+    }
     while (head < queue.length && running.length < slots) {
       const op = queue[head++];
       running.push({ end: now + op.seconds, op });
@@ -112,7 +153,7 @@ export function simulate(plan: Plan, durations: Durations, slots: number): Model
     const { end, op } = running[next];
     running.splice(next, 1);
     now = end;
-    for (const machine of op.sessions) open.set(machine, open.get(machine)! - 1);
+    for (const machine of op.sessions) closing.push({ at: now + lingerSeconds(op, machine, idleTimeout), machine });
     if (op.step >= 0 && --opsLeft[op.step] === 0) done(op.step);
   }
   if (finished !== plan.steps.length) throw new Error(`only ${finished} of ${plan.steps.length} steps ran: a cycle?`);

@@ -5,11 +5,16 @@
 // previous one left it.
 
 import { LabCluster } from "./lab/cluster";
-import { Checks } from "./lab/checks";
+import { ApiProbeAnswer, Checks } from "./lab/checks";
 import { DeployResult } from "./lab/engine";
 import { leftovers } from "./lab/lab";
 import { sleep } from "../tools";
 import { run } from "../control-plane/exec";
+import { durationKey } from "../../bench/model";
+import { LabSteps } from "../../bench/lab-durations";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 
 const artifacts = process.env.HA_K8S_LAB_ARTIFACTS;
 const lines: string[] = [];
@@ -32,6 +37,19 @@ async function waitFor(what: string, condition: () => Promise<boolean>, timeoutM
     await sleep(1000);
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
+}
+
+/** A probe's answers in one line: how many per HTTP status, and when each unanswered one started. */
+function describeAnswers(answers: readonly ApiProbeAnswer[]): string {
+  const byCode = new Map<string, number>();
+  for (const a of answers) byCode.set(a.code, (byCode.get(a.code) ?? 0) + 1);
+  const unanswered = answers
+    .filter((a) => !a.ok)
+    .map((a) => `${new Date(a.at).toISOString().slice(11, 23)} (${a.code})`);
+  return (
+    [...byCode].map(([code, n]) => `${n} x ${code}`).join(", ") +
+    (unanswered.length > 0 ? `; not answered: ${unanswered.join(", ")}` : "; every request answered")
+  );
 }
 
 const describeCluster = artifacts ? describe : describe.skip;
@@ -60,12 +78,23 @@ describeCluster("a real cluster on this machine", () => {
     expect(leftovers(name)).toEqual([]);
   }, 120_000);
 
-  afterEach(() => {
+  afterEach(async () => {
     // The engine's log of the test, for the CI output when something fails.
     if (lines.length > 0) console.log(lines.splice(0).join("\n"));
-    // A test that failed half-way through a fault leaves no machine off for the next one.
-    for (const name of cluster?.lab.machines.keys() ?? []) if (!cluster.lab.isOn(name)) cluster.lab.powerOn(name);
-  });
+    await checks?.stopProbes();
+    // A test that failed half-way through a fault leaves no machine off for the next one: powered on,
+    // and back in the cluster before the next test starts.
+    const off = [...(cluster?.lab.machines.keys() ?? [])].filter((name) => !cluster.lab.isOn(name));
+    for (const name of off) cluster.lab.powerOn(name);
+    if (off.length > 0)
+      await waitFor(
+        `${off.join(", ")} back after a failed test`,
+        async () =>
+          (await checks.nodes()).every((n) => n.ready) &&
+          (await checks.etcdHealthyEndpoints(cp1())).length === controlPlanes().length,
+        240_000,
+      ).catch((error: Error) => console.log(error.message));
+  }, 300_000);
 
   test(
     "a fresh deploy: every step runs, every Node Ready, 3 etcd voters, the API through HAProxy and the kubeconfig output",
@@ -81,6 +110,28 @@ describeCluster("a real cluster on this machine", () => {
           .map((r) => r.id)
           .sort(),
       ).toEqual([...commands.map((s) => s.id), ...cluster.stack.plan.nodes.map((n) => `${n.name}/vm`)].sort());
+      // Each step's real duration, for the benchmark's lab column (npm run bench:lab).
+      const plan = cluster.stack.plan;
+      const steps: LabSteps = {
+        recordedAt: new Date().toISOString(),
+        host: `${os.cpus().length} x ${os.cpus()[0]?.model.trim()}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
+        records: result.records.flatMap((r) => {
+          const step = plan.steps.find((s) => s.id === r.id);
+          return step && r.operation === "create"
+            ? [{ id: r.id, key: durationKey(step, plan), seconds: r.seconds }]
+            : [];
+        }),
+      };
+      const stepsFile = path.join(__dirname, "../../bench/out/lab-steps.json");
+      fs.mkdirSync(path.dirname(stepsFile), { recursive: true });
+      fs.writeFileSync(stepsFile, `${JSON.stringify(steps, null, 2)}\n`);
+      for (const kind of ["init", "join", "ready"])
+        log(
+          `${kind}: ${steps.records
+            .filter((r) => r.id.endsWith(`/${kind}`))
+            .map((r) => `${r.id.split("/")[0]} ${r.seconds.toFixed(1)} s`)
+            .join(", ")}`,
+        );
 
       // Through the stack's kubeconfig output: the external address, NAT'd to HAProxy.
       const nodes = await checks.nodes();
@@ -288,7 +339,10 @@ describeCluster("a real cluster on this machine", () => {
       );
       // Only a request in flight on the dying API server can fail (TCP: HAProxy cannot move a request
       // it has already passed on); every new one is answered by the others (retries, redispatch).
-      expect(answers.filter((a) => a.ok).length).toBeGreaterThan(50);
+      // Answers all through the 25 s after the power cut (how many depends on the host's load).
+      const answeredAfter = answers.filter((a) => a.ok && a.at > killedAt).map((a) => a.at - killedAt);
+      expect(answeredAfter.length).toBeGreaterThanOrEqual(10);
+      expect(Math.max(...answeredAfter)).toBeGreaterThan(20_000);
       expect(failed.length).toBeLessThanOrEqual(2);
       for (const at of failed) expect(Math.abs(at)).toBeLessThan(3000);
       // Quorum: two of three members healthy, and the cluster takes writes.
@@ -334,6 +388,7 @@ describeCluster("a real cluster on this machine", () => {
           }
         },
       });
+      if (interrupted.failure) log(`the deployment stopped: ${interrupted.failure}`);
       expect(killed).toBe(true);
       expect(interrupted.ok).toBe(false);
       expect(interrupted.failure).toContain(`${worker3}/join on ${worker3} failed`);
@@ -344,9 +399,7 @@ describeCluster("a real cluster on this machine", () => {
       const answers = await probe.stop();
       expectOk(resumed);
       expect(resumed.records.find((r) => r.id === `${worker3}/join`)).toMatchObject({ operation: "create", ok: true });
-      log(
-        `the API through HAProxy while scaling up: ${answers.filter((a) => a.ok).length} answers, ${answers.filter((a) => !a.ok).length} failures`,
-      );
+      log(`the API through HAProxy while scaling up: ${describeAnswers(answers)}`);
       expect(answers.filter((a) => !a.ok)).toEqual([]);
       // Control planes joined one after the other, each a voting member before the next began.
       const joins = [...interrupted.records, ...resumed.records]
@@ -367,7 +420,7 @@ describeCluster("a real cluster on this machine", () => {
   );
 
   test(
-    "scaling down, workers 3 -> 2 and control planes 5 -> 3: drained and deleted, reset before the machine goes, one etcd member at a time, the API answering throughout",
+    "scaling down, workers 3 -> 2 and control planes 5 -> 3: drained, out of etcd one member at a time and out of the API before the machine goes (no reset: deleted with its VM), the API answering throughout",
     async () => {
       const worker3 = "ha-k8s-dev-worker-3";
       cluster.reconfigure({ workerCount: 2, controlPlaneCount: 3 });
@@ -375,21 +428,29 @@ describeCluster("a real cluster on this machine", () => {
       const seen: string[] = [];
       const result = await cluster.up({
         beforeDestroy: async (machine) => {
-          // leave.sh (kubeadm reset) ran on it: no kubelet credentials, no static Pods, no kubelet.
+          // Before its VM goes: its Node deleted (a worker's after its drain) and its etcd member removed.
           seen.push(machine);
-          expect(
-            await checks.onMachine(machine, "ls /etc/kubernetes; systemctl is-active kubelet || true"),
-          ).not.toMatch(/kubelet\.conf|^active$/m);
+          expect((await checks.nodes()).map((n) => n.name)).not.toContain(machine);
+          expect((await checks.etcdMembers(cp1())).map((m) => m.name)).not.toContain(machine);
         },
       });
       const answers = await probe.stop();
       expectOk(result);
-      log(
-        `the API through HAProxy while scaling down: ${answers.filter((a) => a.ok).length} answers, ${answers.filter((a) => !a.ok).length} failures`,
-      );
+      log(`the API through HAProxy while scaling down: ${describeAnswers(answers)}`);
       expect(answers.filter((a) => !a.ok)).toEqual([]);
       expect(seen.sort()).toEqual(["ha-k8s-dev-cp-4", "ha-k8s-dev-cp-5", worker3]);
       const deletes = result.records.filter((r) => r.operation === "delete").map((r) => r.id);
+      // The machines' own undo (leave.sh: kubeadm reset) is not dialled: deleted with their VMs
+      // (deletedWith), while the drain and the member removal, which run elsewhere, do run.
+      expect(
+        result.records
+          .filter((r) => r.skippedWithVm)
+          .map((r) => r.id)
+          .sort(),
+      ).toEqual(["ha-k8s-dev-cp-4/join", "ha-k8s-dev-cp-5/join", `${worker3}/join`]);
+      for (const ran of [`${worker3}/removal`, "ha-k8s-dev-cp-4/member", "ha-k8s-dev-cp-5/member"])
+        expect(result.records.find((r) => r.id === ran && r.operation === "delete")).toMatchObject({ ok: true });
+      expect(result.records.find((r) => r.id === `${worker3}/removal`)?.skippedWithVm).toBeUndefined();
       // The drain (the removal, on a control plane) before the machine's own reset; cp-5 left etcd before cp-4.
       expect(deletes.indexOf(`${worker3}/removal`)).toBeLessThan(deletes.indexOf(`${worker3}/join`));
       expect(deletes.indexOf("ha-k8s-dev-cp-5/member")).toBeLessThan(deletes.indexOf("ha-k8s-dev-cp-4/member"));
@@ -429,7 +490,7 @@ describeCluster("a real cluster on this machine", () => {
       await Promise.all(controlPlanes().map((cp) => checks.onMachine(cp.name, `systemctl start ${unit}`)));
       await checks.kubectl(["delete", "configmap", "precious"]);
       // The stack is the lab's (the deployer's pulumi stand-in prints its outputs).
-      const [cmd, ...args] = cluster.lab.deployerArgs(["bash", "tools/restore-etcd.sh", "dev", "--yes"]);
+      const [cmd, ...args] = cluster.lab.deployerArgs(["bash", "tools/restore-etcd.sh", "dev", "--yes", "--newest"]);
       const restore = await run(cmd, args, { env: cluster.deployerEnv(), timeoutMs: 10 * 60_000 });
       log(restore.output.trimEnd().split("\n").slice(-12).join("\n"));
       expect(restore.code).toBe(0);

@@ -23,7 +23,24 @@ export interface EtcdMember {
   readonly learner: boolean;
 }
 
+/**
+ * What the API probe counts as answered: an API server's reply to /readyz, ready (200) or reporting
+ * a check that is not (500: with etcd busy, e.g. during a membership change on a loaded host). Not
+ * answered: no HTTP reply within 3 s (000), or HAProxy's own 502/503/504 (no API server behind it).
+ */
+const API_ANSWERED = ["200", "500"];
+
+export interface ApiProbeAnswer {
+  /** When the request started (ms since the epoch, the machine's clock: the host's). */
+  readonly at: number;
+  /** The HTTP status, 000 for none. */
+  readonly code: string;
+  readonly ok: boolean;
+}
+
 export class Checks {
+  private readonly probes = new Set<{ stop(): Promise<ApiProbeAnswer[]> }>();
+
   constructor(private readonly cluster: LabCluster) {}
 
   private get lab() {
@@ -156,28 +173,42 @@ export class Checks {
    * A new request to the API through HAProxy (the endpoint) every 500 ms from a machine, until
    * stop(): when each started and whether it was answered ready.
    */
-  async startApiProbe(machine: string): Promise<{ stop(): Promise<{ at: number; ok: boolean }[]> }> {
+  async startApiProbe(machine: string): Promise<{ stop(): Promise<ApiProbeAnswer[]> }> {
     const { endpoint } = this.cluster.stack.plan;
     const stopFile = `/run/api-probe-${Date.now()}.stop`;
     const done = this.onMachine(
       machine,
       `while [ ! -e ${stopFile} ]; do
          started=$(date +%s%3N)
-         if curl -ksf --max-time 3 https://${endpoint.internalIp}:${endpoint.port}/readyz >/dev/null; then echo "$started ok"; else echo "$started failed"; fi
+         code=$(curl -ks -o /dev/null -w '%{http_code}' --max-time 3 https://${endpoint.internalIp}:${endpoint.port}/readyz) || true
+         echo "$started $code"
          sleep 0.5
        done; rm -f ${stopFile}`,
       3 * 60 * 60_000,
     );
-    return {
+    // A test that fails before stop() must not leave the probe to fail the suite later.
+    done.catch(() => undefined);
+    const probe = {
       stop: async () => {
+        this.probes.delete(probe);
         await this.onMachine(machine, `touch ${stopFile}`);
         return (await done)
           .trim()
           .split("\n")
           .filter(Boolean)
-          .map((line) => ({ at: Number(line.split(" ")[0]), ok: line.endsWith(" ok") }));
+          .map((line) => {
+            const [at, code] = line.split(" ");
+            return { at: Number(at), code, ok: API_ANSWERED.includes(code) };
+          });
       },
     };
+    this.probes.add(probe);
+    return probe;
+  }
+
+  /** Stops the probes a failed test left running. */
+  async stopProbes(): Promise<void> {
+    await Promise.all([...this.probes].map((probe) => probe.stop().catch(() => undefined)));
   }
 
   /** The objects in the stack's snapshot bucket, oldest name first (they start with the UTC time). */

@@ -23,7 +23,7 @@ import * as path from "path";
 import { ClusterConfig } from "../../../render/config";
 import { INFRASTRUCTURE_KINDS, Plan, Step, runsOnDeployer, withBackupBucket } from "../../../render/plan";
 import { DIAL, StepResource, stepResource } from "../../../render/step-resource";
-import { DeployValues, renderStepCommand, sshRoute } from "../../../render/steps";
+import { DeployValues, instanceIdPlaceholder, renderStepCommand, sshRoute } from "../../../render/steps";
 import { SSH_USER } from "../../../render/names";
 import { RunResult, redact, run } from "../../control-plane/exec";
 import { Lab } from "./lab";
@@ -43,6 +43,8 @@ export interface ResourceState {
   readonly triggers: readonly string[];
   readonly deleteCommand?: string;
   readonly deleteBeforeReplace: boolean;
+  /** The machine whose VM's deletion skips this step's delete (`deletedWith`; not a replacement). */
+  readonly deletedWith?: string;
   readonly target: Target;
   /** The command's stdout (the kubeconfig step's is the stack's kubeconfig output). */
   readonly stdout?: string;
@@ -61,6 +63,8 @@ export interface StepRecord {
   readonly operation: Operation;
   readonly seconds: number;
   readonly ok: boolean;
+  /** A delete the engine skipped: its `deletedWith` VM was deleted in the same run (pulumi's step.go). */
+  readonly skippedWithVm?: boolean;
 }
 
 export interface DeployResult {
@@ -170,7 +174,14 @@ export class Engine {
     const plan = withBackupBucket(inputs.plan, inputs.bucket);
     if (INFRASTRUCTURE_KINDS.has(step.kind)) return { step, triggers: [], target: { kind: "deployer" } };
     const target = targetOf(plan, step, values.externalIp);
-    const resource = stepResource(plan, step, sources);
+    // Delete commands name the instance id of the machine they undo, as components/bootstrap.ts
+    // passes the VM's instanceId.
+    const resource = stepResource(
+      plan,
+      step,
+      sources,
+      (node) => this.lab.machines.get(node)?.instanceId ?? instanceIdPlaceholder(node),
+    );
     const standIn = inputs.standIns?.[step.kind];
     const stdin = standIn
       ? standIn(step)
@@ -260,6 +271,7 @@ export class Engine {
             triggers: want.triggers,
             deleteCommand: want.resource.delete,
             deleteBeforeReplace: want.resource.deleteBeforeReplace,
+            deletedWith: want.resource.deletedWith,
             target: want.target,
             stdout,
           };
@@ -303,10 +315,17 @@ export class Engine {
     const gone = Object.values(state).filter((r) => !wanted.has(r.id));
     const remaining = new Set(gone.map((r) => r.id));
     const deleting = new Set<Promise<void>>();
+    // deletedWith: the engine marks every resource it deletes first, and skips the provider's Delete of
+    // one whose deletedWith resource is among them (pkg/resource/deploy step.go isDeletedWith). Not for
+    // a replacement: a replaced VM is not a deletion there (pulumi/pulumi#19924).
+    const vmsDeleted = new Set(gone.filter((r) => r.kind === "vm").map((r) => r.node));
     const deleteOne = async (r: ResourceState): Promise<void> => {
       const began = Date.now();
       let ok = true;
-      if (r.kind === "vm") {
+      const skippedWithVm = r.kind !== "vm" && r.deletedWith !== undefined && vmsDeleted.has(r.deletedWith);
+      if (skippedWithVm) {
+        if (r.deleteCommand) log(`skip delete ${r.id}: deleted with ${r.deletedWith}'s VM`);
+      } else if (r.kind === "vm") {
         if (this.lab.machines.has(r.node)) {
           await inputs.beforeDestroy?.(r.node);
           this.lab.destroyMachine(r.node);
@@ -326,6 +345,7 @@ export class Engine {
         operation: "delete",
         seconds: (Date.now() - began) / 1000,
         ok,
+        ...(skippedWithVm && r.deleteCommand ? { skippedWithVm: true } : {}),
       });
       if (ok) delete state[r.id];
       log(`${ok ? "done" : "FAILED"} delete ${r.id}`);

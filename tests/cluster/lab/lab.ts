@@ -198,6 +198,7 @@ openssl x509 -req -in storage.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days
     sh("ip", ["netns", "exec", `${this.name}-router`, "ip", "addr", "add", `${STORAGE_IP}/32`, "dev", "lo"]);
     sh("ip", ["netns", "exec", `${this.name}-router`, "ip", "addr", "add", `${METADATA_IP}/32`, "dev", "lo"]);
     fs.writeFileSync(this.scopesFile, "{}");
+    fs.writeFileSync(this.instancesFile, "{}");
     this.spawnService(
       "router",
       [path.join(this.options.artifacts, "fake-gcs-server"), "-scheme", "http", "-host", "127.0.0.1", "-port", "4443",
@@ -208,7 +209,7 @@ openssl x509 -req -in storage.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days
       "router",
       [path.join(this.options.artifacts, "labtool"), "gcp", "--metadata", `${METADATA_IP}:80`, "--storage", `${STORAGE_IP}:443`,
         "--backend", "http://127.0.0.1:4443", "--cert", path.join(ca, "storage.crt"), "--key", path.join(ca, "storage.key"),
-        "--token", this.storageToken, "--scopes", this.scopesFile, "--log", path.join(this.dir, "gcp-requests.log")],
+        "--token", this.storageToken, "--scopes", this.scopesFile, "--instances", this.instancesFile, "--log", path.join(this.dir, "gcp-requests.log")],
       "gcp",
     ); // prettier-ignore
     for (let i = 0; i < 100; i++) {
@@ -224,6 +225,11 @@ openssl x509 -req -in storage.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days
 
   private get scopesFile(): string {
     return path.join(this.dir, "scopes.json");
+  }
+
+  /** Each machine's instance id by address, for the metadata server's instance/id. */
+  private get instancesFile(): string {
+    return path.join(this.dir, "instances.json");
   }
 
   /** The mirror's request log: "<client> <method> <path> <status>" per line. */
@@ -244,6 +250,9 @@ openssl x509 -req -in storage.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days
     const scopes = JSON.parse(fs.readFileSync(this.scopesFile, "utf8")) as Record<string, string[]>;
     scopes[node.internalIp] = scopesFor(node.role);
     fs.writeFileSync(this.scopesFile, JSON.stringify(scopes));
+    const instances = JSON.parse(fs.readFileSync(this.instancesFile, "utf8")) as Record<string, string>;
+    instances[node.internalIp] = machine.instanceId;
+    fs.writeFileSync(this.instancesFile, JSON.stringify(instances));
     if (!this.indexes.has(node.name)) this.indexes.set(node.name, this.nextIndex++);
     const parsed = parseCidr(this.options.subnetCidr);
     if ("error" in parsed) throw new Error(parsed.error);

@@ -33,6 +33,7 @@ func gcp(args []string) error {
 	key := flags.String("key", "", "the front's key (PEM)")
 	token := flags.String("token", "", "the access token the metadata server hands out")
 	scopesFile := flags.String("scopes", "", `JSON {"<machine address>": ["<scope>", ...]}`)
+	instancesFile := flags.String("instances", "", `JSON {"<machine address>": "<instance id>"} (instance/id)`)
 	accessLog := flags.String("log", "", "request log (appended)")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -75,6 +76,23 @@ func gcp(args []string) error {
 			}
 			host, _, _ := net.SplitHostPort(r.RemoteAddr)
 			fmt.Fprint(w, strings.Join(scopes[host], "\n")+"\n")
+		case "/computeMetadata/v1/instance/id":
+			// The calling machine's instance id, as GCE's metadata server answers it (decimal text).
+			// Read each time: a machine created again gets a new one.
+			ids := map[string]string{}
+			if *instancesFile != "" {
+				if data, err := os.ReadFile(*instancesFile); err == nil {
+					_ = json.Unmarshal(data, &ids)
+				}
+			}
+			host, _, _ := net.SplitHostPort(r.RemoteAddr)
+			id, ok := ids[host]
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/text")
+			fmt.Fprint(w, id)
 		case base + "token":
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(map[string]any{"access_token": *token, "expires_in": 3599, "token_type": "Bearer"})
