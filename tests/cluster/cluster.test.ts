@@ -496,7 +496,11 @@ describeCluster("a real cluster on this machine", () => {
       expect(restore.code).toBe(0);
       await waitFor(
         "the API and every Node after the restore",
-        async () => (await checks.nodes()).every((n) => n.ready),
+        async () => {
+          const notReady = (await checks.nodes()).filter((n) => !n.ready).map((n) => n.name);
+          if (notReady.length > 0) throw new Error(`not Ready: ${notReady.join(", ")}`);
+          return true;
+        },
         300_000,
       );
       expect(await checks.kubectl(["get", "configmap", "precious", "-o", "jsonpath={.data.kept}"])).toBe("yes");
