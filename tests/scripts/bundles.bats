@@ -26,6 +26,7 @@ setup() {
 }
 
 @test "the join bundle of a worker stages its JoinConfiguration 0600, joins with it, then removes it" {
+  stub curl 'case "$*" in *"/computeMetadata/v1/instance/id"*) echo 7003141592653589793 ;; *) echo ok ;; esac'
   stub kubeadm '
 if [ "$1" = join ]; then
   stat -c %a "$3" >"$STATE/join-config-mode"; cp "$3" "$STATE/join-config"
@@ -85,11 +86,24 @@ run_delete_command() {
   assert_call_order "drain ha-k8s-dev-cp-2" "member remove 91bc3c398fb3c146" "delete node ha-k8s-dev-cp-2"
 }
 
-@test "a join's delete command resets the node" {
+@test "a join's delete command resets the node it was created for, and no other" {
   mkdir -p "$HA_K8S_ROOT/etc/kubernetes" && touch "$HA_K8S_ROOT/etc/kubernetes/kubelet.conf"
-  run_delete_command "ha-k8s-dev-worker-2/join"
+  # The offline render names the instance by a placeholder; pulumi up puts the VM's instanceId there.
+  local command
+  command="$(delete_command "ha-k8s-dev-worker-2/join")"
+  command="${command//<instance id of ha-k8s-dev-worker-2>/7003141592653589793}"
+  stub sudo 'exec "$@"'
+  stub curl 'case "$*" in *"/computeMetadata/v1/instance/id"*) echo 7003141592653589793 ;; *) echo ok ;; esac'
+  run bash -c "$command"
   assert_success
   assert_call_order "^kubeadm reset -f"
+  # A machine recreated with the same name and address (another instance) is left alone.
+  : >"$CALLS"
+  stub curl 'case "$*" in *"/computeMetadata/v1/instance/id"*) echo 5550000000000000001 ;; *) echo ok ;; esac'
+  run bash -c "$command"
+  assert_success
+  assert_output --partial "SKIPPED"
+  ! grep -q "^kubeadm reset" "$CALLS"
 }
 
 @test "a delete command that cannot run its action does not fail the teardown" {

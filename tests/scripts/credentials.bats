@@ -81,7 +81,8 @@ echo "[upload-certs] Using certificate key: '"$CERT_KEY"'"'
   export NODE_NAME=c-cp-3 NODE_ROLE=control-plane API_ENDPOINT=10.10.0.2:6443
   printf 'token: %s\n' "$TOKEN" >"$HA_K8S_STAGE/kubeadm-join.yaml"
   stub_systemd
-  stub curl 'echo ok'
+  # The metadata server answers the machine's instance id (join.sh records it on the Node).
+  stub curl 'case "$*" in *"/computeMetadata/v1/instance/id"*) echo 7003141592653589793 ;; *) echo ok ;; esac'
   stub crictl 'case "$1" in ps) echo etcd-id ;; exec) echo "127.0.0.1:2379 is healthy" ;; esac'
   stub kubeadm '
 alive() { [ "$(date -u -d "$(cat "$1")" +%s)" -gt "$(date -u -d "+${LATER_HOURS:-0} hours" +%s)" ]; }
