@@ -135,7 +135,7 @@ export function renderBundle(input: BundleInput, sources: Readonly<Record<string
     ...(secrets.length > 0 ? [`rm -f ${secrets.join(" ")}`] : []),
     'exit "$rc"',
     "}",
-    `${BUNDLE_FUNCTION} "$@"; exit "$?"`,
+    `${BUNDLE_FUNCTION} "$@"`,
     "",
   ].join("\n");
 }
