@@ -60,6 +60,14 @@ function writeStatus(cluster: LabCluster): void {
   const deployer = `ip netns exec ${lab.name}-deployer`;
   const key = path.join(lab.dir, "secrets", "ssh-key");
   const jump = `${SSH_USER}@${secrets.values.externalIp}`;
+  // Every lab's machines get new host keys at the same addresses: an ssh configuration of the lab's
+  // own (ssh hands -F to the -J hop too) keeps them out of the user's known_hosts.
+  const sshConfig = path.join(lab.dir, "ssh_config");
+  fs.writeFileSync(
+    sshConfig,
+    `Host *\n  IdentityFile ${key}\n  IdentitiesOnly yes\n  UserKnownHostsFile ${path.join(lab.dir, "known_hosts")}\n` +
+      "  StrictHostKeyChecking accept-new\n",
+  );
   const lines = [
     `lab ${lab.name}: the ${stack.config.clusterName} stack, Kubernetes ${stack.plan.cluster.kubernetesPatch}, on this machine (as root)`,
     "",
@@ -69,8 +77,8 @@ function writeStatus(cluster: LabCluster): void {
     "the machines, over SSH through the jump host (the HAProxy VM):",
     ...stack.plan.nodes.map((n) =>
       n.role === "loadbalancer"
-        ? `  ${n.name.padEnd(24)} ${deployer} ssh -i ${key} ${jump}`
-        : `  ${n.name.padEnd(24)} ${deployer} ssh -i ${key} -J ${jump} ${SSH_USER}@${n.internalIp}`,
+        ? `  ${n.name.padEnd(24)} ${deployer} ssh -F ${sshConfig} ${jump}`
+        : `  ${n.name.padEnd(24)} ${deployer} ssh -F ${sshConfig} -J ${jump} ${SSH_USER}@${n.internalIp}`,
     ),
     "",
     "or as root inside a machine: nsenter -t <PID 1> -a (npm run lab -- status lists them)",
