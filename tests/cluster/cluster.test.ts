@@ -513,4 +513,51 @@ describeCluster("a real cluster on this machine", () => {
     },
     15 * 60_000,
   );
+
+  test(
+    "a worker lost outside Pulumi, rebuilt by the next pulumi up: the old deletes meet the new machine and touch nothing",
+    async () => {
+      const lost = workers()[1].name;
+      const others = (await checks.nodes()).filter((n) => n.name !== lost).map((n) => `${n.name} ${n.uid}`);
+      const members = (await checks.etcdMembers(cp1())).map((m) => `${m.name} ${m.id}`).sort();
+      const oldInstance = cluster.lab.machine(lost).instanceId;
+      // Deleted by hand (or preempted): after pulumi refresh the VM is simply missing. Its Node goes
+      // NotReady once the node controller's grace period passes.
+      cluster.lab.destroyMachine(lost);
+      await waitFor(
+        `${lost}'s Node NotReady`,
+        async () => (await checks.nodes()).find((n) => n.name === lost)?.ready === false,
+        180_000,
+      );
+      const result = await cluster.up();
+      expectOk(result);
+      const newInstance = cluster.lab.machine(lost).instanceId;
+      expect(newInstance).not.toBe(oldInstance);
+      // Its steps were replaced (new instance id); the old join's delete (leave.sh) ran on the new
+      // machine at the same address and did nothing, saying why.
+      expect(result.records.find((r) => r.id === `${lost}/join`)).toMatchObject({ operation: "replace", ok: true });
+      expect(lines.join("\n")).toMatch(
+        new RegExp(`old delete of ${lost}/join .*SKIPPED: this machine is instance ${newInstance}`),
+      );
+      // The new machine's Node: Ready, schedulable, annotated with the new instance (not deleted and
+      // re-registered, not drained); every other Node and every etcd member untouched.
+      await waitFor(
+        `${lost} Ready`,
+        async () => (await checks.nodes()).find((n) => n.name === lost)?.ready === true,
+        180_000,
+      );
+      expect(
+        await checks.kubectl([
+          "get",
+          "node",
+          lost,
+          "-o",
+          "jsonpath={.metadata.annotations.ha-k8s\\.io/instance-id} {.spec.unschedulable}",
+        ]),
+      ).toBe(`${newInstance} `);
+      expect((await checks.nodes()).filter((n) => n.name !== lost).map((n) => `${n.name} ${n.uid}`)).toEqual(others);
+      expect((await checks.etcdMembers(cp1())).map((m) => `${m.name} ${m.id}`).sort()).toEqual(members);
+    },
+    15 * 60_000,
+  );
 });

@@ -248,6 +248,9 @@ export class Engine {
           inputs.onStart?.(step, operation);
           if (operation === "replace" && old.deleteCommand && old.deleteBeforeReplace) {
             const result = await this.runOn(old.target, old.deleteCommand, undefined, timeoutMs);
+            // What the old delete did (or why it did nothing), for the log.
+            const said = redact(result.output).trim().split("\n").pop() ?? "";
+            log(`old delete of ${step.id} (to replace it): ${said.replace(/^\S+ \[\w+(-\w+)?\] /, "")}`);
             if (result.code !== 0) {
               finish(operation, false, describe(`deleting ${step.id} (to replace it)`, step.node, result));
               return;
