@@ -17,8 +17,8 @@
 // authentication, before the first channel: connection.go opens its channel right away, but its
 // "Dial from proxy" retries (about 1 minute for DIAL's 20 errors) and a connect that is dropped
 // rather than refused (about 2 minutes of SYN retries) run without an open channel, hence 5
-// minutes. Ubuntu 24.04 ships OpenSSH 9.6; older sshd refuses the keyword and would not start with
-// it, so the drop-in is installed only when `sshd -t` accepts it on the machine (any image).
+// minutes. The keyword is OpenSSH 9.2's (Debian 12's sshd -t accepts it, checked here); which OpenSSH
+// the Ubuntu image ships was not checked, and an older sshd refuses it and would not start with it, so the drop-in is installed only when `sshd -t` accepts it on the machine (any image).
 
 import { stringify } from "yaml";
 

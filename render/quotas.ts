@@ -12,7 +12,8 @@
 //
 // Which regional metric counts what (Compute Engine "Allocation quotas",
 // cloud.google.com/compute/resource-usage):
-// - vCPUs: E2, N1 (and custom-N-M), f1-micro and g1-small count against CPUS; other series have their
+// - vCPUs: E2, N1 (and custom-N-M), f1-micro and g1-small count against CPUS (from the docs as recalled, not
+//   read: the Compute API's Quota.Metric enum also lists E2_CPUS, whose use was not checked); other series have their
 //   own metric (N2_CPUS, N2D_CPUS, C2_CPUS, ...). All of them also count against the project-wide
 //   CPUS_ALL_REGIONS, which `gcloud compute project-info describe` reports (not checked here).
 // - VM instances: INSTANCES.

@@ -23,8 +23,6 @@ require_env NODE_NAME NODE_ROLE API_ENDPOINT
 CONFIG="$(staged kubeadm-join.yaml)"
 KUBELET_CONF="$(root_path /etc/kubernetes/kubelet.conf)"
 
-INSTANCE_ANNOTATION="ha-k8s.io/instance-id"
-METADATA_URL=http://169.254.169.254/computeMetadata/v1/instance/id
 
 local_api_ready() { curl -ksf --max-time 5 https://127.0.0.1:6443/readyz >/dev/null; }
 local_etcd_healthy() { etcdctl_local endpoint health >/dev/null; }
@@ -52,16 +50,6 @@ if [ "$NODE_ROLE" = control-plane ]; then
   wait_until 60 "the local etcd member to be healthy" local_etcd_healthy || die "the etcd member on $NODE_NAME is not healthy"
   log "$NODE_NAME: API server ready, etcd member healthy"
 fi
-# This machine's GCE instance id (decimal), from the metadata server; bounded (3 tries of 5 s).
-# shellcheck disable=SC2317 # called through retry
-read_instance_id() { curl -sf --connect-timeout 2 --max-time 5 -H 'Metadata-Flavor: Google' "$METADATA_URL"; }
 as_node() { kubectl --kubeconfig "$KUBELET_CONF" --request-timeout=20s "$@"; }
-instance_id="$(retry 3 read_instance_id 2>/dev/null || true)"
-[[ "$instance_id" =~ ^[0-9]+$ ]] ||
-  die "cannot read this machine's instance id from the metadata server ($METADATA_URL): $NODE_NAME must record it ($INSTANCE_ANNOTATION) so that no delete action meant for another machine of this name acts on it"
-wait_until 24 "the Node $NODE_NAME to be registered" as_node get node "$NODE_NAME" ||
-  die "the Node $NODE_NAME was not registered in time; cannot record its instance id"
-retry 3 as_node annotate --overwrite node "$NODE_NAME" "$INSTANCE_ANNOTATION=$instance_id" >&2 ||
-  die "could not record $INSTANCE_ANNOTATION=$instance_id on the Node $NODE_NAME"
-log "$NODE_NAME is instance $instance_id ($INSTANCE_ANNOTATION on its Node)"
+record_instance_id as_node
 log "$NODE_NAME joined"

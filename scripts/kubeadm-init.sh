@@ -35,23 +35,6 @@ init_complete() {
     admin -n kube-system get deployment coredns >/dev/null 2>&1
 }
 
-# Records this machine's GCE instance id on its Node (the metadata server; bounded, 3 tries of 5 s).
-INSTANCE_ANNOTATION="ha-k8s.io/instance-id"
-METADATA_URL=http://169.254.169.254/computeMetadata/v1/instance/id
-# shellcheck disable=SC2317 # called through retry
-read_instance_id() { curl -sf --connect-timeout 2 --max-time 5 -H 'Metadata-Flavor: Google' "$METADATA_URL"; }
-record_instance_id() {
-  local id
-  id="$(retry 3 read_instance_id 2>/dev/null || true)"
-  [[ "$id" =~ ^[0-9]+$ ]] ||
-    die "cannot read this machine's instance id from the metadata server ($METADATA_URL): $NODE_NAME must record it ($INSTANCE_ANNOTATION)"
-  wait_until 24 "the Node $NODE_NAME to be registered" admin get node "$NODE_NAME" ||
-    die "the Node $NODE_NAME was not registered in time; cannot record its instance id"
-  retry 3 admin annotate --overwrite node "$NODE_NAME" "$INSTANCE_ANNOTATION=$id" >&2 ||
-    die "could not record $INSTANCE_ANNOTATION=$id on the Node $NODE_NAME"
-  log "$NODE_NAME is instance $id ($INSTANCE_ANNOTATION on its Node)"
-}
-
 # Once this node's etcd holds the cluster (the member directory exists) next to admin.conf, it is
 # the cluster: never reset it. If its API does not answer now (a restart, a blip), wait; if it
 # still does not answer, stop and say so rather than start a second cluster.
@@ -64,7 +47,7 @@ fi
 if [ -f "$ADMIN_CONF" ] && api_ready; then
   if init_complete; then
     log "$NODE_NAME is already initialised and its API answers; nothing to do"
-    record_instance_id
+    record_instance_id admin
     exit 0
   fi
   log "the API answers but kubeadm init did not finish: running its remaining phases; output redacted"
@@ -75,7 +58,7 @@ if [ -f "$ADMIN_CONF" ] && api_ready; then
   done
   init_complete || die "kubeadm's remaining phases ran but cluster-info, kubeadm-config or CoreDNS is still missing"
   mkdir -p "$(dirname "$MARKER")" && touch "$MARKER"
-  record_instance_id
+  record_instance_id admin
   log "control plane initialised on $NODE_NAME"
   exit 0
 fi
@@ -106,5 +89,5 @@ run_redacted kubeadm init --config "$CONFIG" --upload-certs --skip-certificate-k
 
 wait_until 60 "the API to be ready through $API_ENDPOINT" api_ready || die "the API did not become ready after kubeadm init"
 mkdir -p "$(dirname "$MARKER")" && touch "$MARKER"
-record_instance_id
+record_instance_id admin
 log "control plane initialised on $NODE_NAME"

@@ -16,7 +16,6 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 EXPECTED_INSTANCE_ID="${EXPECTED_INSTANCE_ID:-}"
-METADATA_URL=http://169.254.169.254/computeMetadata/v1/instance/id
 
 if ! command -v kubeadm >/dev/null 2>&1; then
   log "kubeadm is not installed; nothing to reset"
@@ -27,11 +26,7 @@ if [ ! -e "$(root_path /etc/kubernetes/kubelet.conf)" ] && [ -z "$(ls -A "$(root
   exit 0
 fi
 
-# This machine's GCE instance id (decimal), from the metadata server; bounded (3 tries of 5 s).
-# shellcheck disable=SC2317 # called through retry
-read_instance_id() { curl -sf --connect-timeout 2 --max-time 5 -H 'Metadata-Flavor: Google' "$METADATA_URL"; }
-actual="$(retry 3 read_instance_id 2>/dev/null || true)"
-if ! [[ "$actual" =~ ^[0-9]+$ ]]; then
+if ! actual="$(this_instance_id)"; then
   warn "SKIPPED: cannot read this machine's instance id from the metadata server, so nothing proves it is instance ${EXPECTED_INSTANCE_ID:-<none given>} this join was created for; not resetting it"
   exit 0
 fi

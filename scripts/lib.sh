@@ -263,3 +263,29 @@ drain_node() {
   fi
   die "drain of $node failed (at most ${timeout}s): ${reason:-see the kubectl output above}; pods still on it: $blocking; the upgrade stops here, $node stays cordoned; let them leave (a PodDisruptionBudget that allows no disruption now, a Pod that no controller manages) and run pulumi up again"
 }
+
+# This machine's GCE instance id and the Node annotation that records it (render/steps.ts
+# INSTANCE_ID_ANNOTATION): delete actions compare them so as to act only on the machine they were
+# created for. GCE's metadata server answers instance/id with the id in decimal.
+INSTANCE_ANNOTATION="ha-k8s.io/instance-id"
+INSTANCE_ID_URL=http://169.254.169.254/computeMetadata/v1/instance/id
+# shellcheck disable=SC2317 # called through retry
+instance_id_once() { curl -sf --connect-timeout 2 --max-time 5 -H 'Metadata-Flavor: Google' "$INSTANCE_ID_URL"; }
+# Prints the id, or fails when the metadata server does not give one (bounded: 3 tries of 5 s).
+this_instance_id() {
+  local id
+  id="$(retry 3 instance_id_once 2>/dev/null || true)"
+  [[ "$id" =~ ^[0-9]+$ ]] && printf '%s' "$id"
+}
+# record_instance_id <kubectl command>: annotates the Node NODE_NAME with this machine's instance id,
+# through the given kubectl (the kubelet's credentials on a joining node, admin.conf on the first).
+record_instance_id() {
+  local kubectl_as="$1" id
+  id="$(this_instance_id)" ||
+    die "cannot read this machine's instance id from the metadata server ($INSTANCE_ID_URL): $NODE_NAME must record it ($INSTANCE_ANNOTATION) so that no delete action meant for another machine of this name acts on it"
+  wait_until 24 "the Node $NODE_NAME to be registered" "$kubectl_as" get node "$NODE_NAME" ||
+    die "the Node $NODE_NAME was not registered in time; cannot record its instance id"
+  retry 3 "$kubectl_as" annotate --overwrite node "$NODE_NAME" "$INSTANCE_ANNOTATION=$id" >&2 ||
+    die "could not record $INSTANCE_ANNOTATION=$id on the Node $NODE_NAME"
+  log "$NODE_NAME is instance $id ($INSTANCE_ANNOTATION on its Node)"
+}

@@ -45,7 +45,6 @@ etcd_share=0
 final_share=40
 
 EXPECTED_INSTANCE_ID="${EXPECTED_INSTANCE_ID:-}"
-INSTANCE_ANNOTATION="ha-k8s.io/instance-id"
 
 # Which machine the Node of that name is now: node_state present|absent, recorded_id its annotation.
 node_state=""

@@ -7,7 +7,6 @@
 import { LabCluster } from "./lab/cluster";
 import { ApiProbeAnswer, Checks } from "./lab/checks";
 import { DeployResult } from "./lab/engine";
-import { leftovers } from "./lab/lab";
 import { sleep } from "../tools";
 import { run } from "../control-plane/exec";
 import { durationKey } from "../../bench/model";
@@ -68,15 +67,8 @@ describeCluster("a real cluster on this machine", () => {
     checks = new Checks(cluster);
   }, 120_000);
 
-  afterAll(async () => {
-    if (!cluster) return;
-    const name = cluster.lab.name;
-    // HA_K8S_LAB_KEEP=1: left running to look at (npm run lab -- down removes it).
-    if (process.env.HA_K8S_LAB_KEEP === "1") return cluster.keep();
-    await cluster.stop();
-    // Whatever happened above: nothing of the tier is left on this host.
-    expect(leftovers(name)).toEqual([]);
-  }, 120_000);
+  // Whatever happened above: nothing of the tier is left on this host.
+  afterAll(async () => expect(cluster ? await cluster.end() : []).toEqual([]), 120_000);
 
   afterEach(async () => {
     // The engine's log of the test, for the CI output when something fails.

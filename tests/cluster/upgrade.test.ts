@@ -7,7 +7,7 @@ import { SUPPORTED_KUBERNETES, DEFAULT_KUBERNETES_MINOR } from "../../render/ver
 import { LabCluster } from "./lab/cluster";
 import { Checks } from "./lab/checks";
 import { DeployResult } from "./lab/engine";
-import { MIRROR_IP, leftovers } from "./lab/lab";
+import { MIRROR_IP } from "./lab/lab";
 
 const artifacts = process.env.HA_K8S_LAB_ARTIFACTS;
 const lines: string[] = [];
@@ -38,13 +38,7 @@ describeUpgrade(`a real upgrade, ${from.patch} -> ${to?.patch}`, () => {
     checks = new Checks(cluster);
   }, 120_000);
 
-  afterAll(async () => {
-    if (!cluster) return;
-    const name = cluster.lab.name;
-    if (process.env.HA_K8S_LAB_KEEP === "1") return cluster.keep();
-    await cluster.stop();
-    expect(leftovers(name)).toEqual([]);
-  }, 120_000);
+  afterAll(async () => expect(cluster ? await cluster.end() : []).toEqual([]), 120_000);
 
   afterEach(() => {
     if (lines.length > 0) console.log(lines.splice(0).join("\n"));

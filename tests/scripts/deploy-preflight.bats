@@ -6,15 +6,7 @@
 
 setup() {
   load helpers
-  export MACHINE_DIR="$BATS_TEST_TMPDIR"
-  export CALLS="$MACHINE_DIR/calls.log" STATE="$MACHINE_DIR/state" STUBS="$MACHINE_DIR/bin"
-  export HOME="$MACHINE_DIR/home" CLOUDSDK_CONFIG="$MACHINE_DIR/home/gcloud"
-  mkdir -p "$STATE" "$STUBS" "$HOME"
-  : >"$CALLS"
-  unset PULUMI_BACKEND_URL PULUMI_CONFIG_PASSPHRASE PULUMI_CONFIG_PASSPHRASE_FILE GOOGLE_CREDENTIALS GOOGLE_APPLICATION_CREDENTIALS \
-    PULUMI_PARALLEL GOOGLE_PROJECT GOOGLE_CLOUD_PROJECT GCLOUD_PROJECT CLOUDSDK_CORE_PROJECT CI GITHUB_ACTIONS
-  PROJECT_COPY="$MACHINE_DIR/project"
-  mkdir -p "$PROJECT_COPY/tools"
+  setup_deployer
   cp "$REPO/tools/deploy.sh" "$REPO/tools/pulumi-env.sh" "$PROJECT_COPY/tools/"
   for linked in node_modules cli render Pulumi.yaml tsconfig.json package.json; do
     ln -s "$REPO/$linked" "$PROJECT_COPY/$linked"
@@ -23,7 +15,6 @@ setup() {
   # 3 control planes and 100 workers, in the region of the captured answer.
   printf 'config:\n  gcp:region: us-central1\n  ha-k8s:clusterName: big\n  ha-k8s:workerCount: 100\n' \
     >"$PROJECT_COPY/Pulumi.big.yaml"
-  echo 'echo "setup $HA_K8S_SETUP_APT" >>"$CALLS"' >"$PROJECT_COPY/tools/setup.sh"
   stub npm 'case "$*" in *"run --silent parallel -- --stack"*) echo 16 ;; esac'
   stub ssh 'echo ha-k8s-login-ok'
   stub pulumi '

@@ -4,21 +4,11 @@
 
 setup() {
   load helpers
-  export MACHINE_DIR="$BATS_TEST_TMPDIR"
-  export CALLS="$MACHINE_DIR/calls.log" STATE="$MACHINE_DIR/state" STUBS="$MACHINE_DIR/bin"
-  export HOME="$MACHINE_DIR/home" CLOUDSDK_CONFIG="$MACHINE_DIR/home/gcloud"
-  mkdir -p "$STATE" "$STUBS" "$HOME"
-  : >"$CALLS"
-  unset PULUMI_BACKEND_URL PULUMI_CONFIG_PASSPHRASE PULUMI_CONFIG_PASSPHRASE_FILE GOOGLE_CREDENTIALS GOOGLE_APPLICATION_CREDENTIALS \
-    PULUMI_PARALLEL GOOGLE_PROJECT GOOGLE_CLOUD_PROJECT GCLOUD_PROJECT CLOUDSDK_CORE_PROJECT
-  # A laptop, not CI (this suite itself runs in CI): the CI tests set these themselves.
-  unset CI GITHUB_ACTIONS
-  PROJECT_COPY="$MACHINE_DIR/project"
-  mkdir -p "$PROJECT_COPY/tools" "$PROJECT_COPY/scripts"
+  setup_deployer
+  mkdir -p "$PROJECT_COPY/scripts"
   cp "$REPO/tools/deploy.sh" "$REPO/tools/destroy.sh" "$REPO/tools/pulumi-env.sh" "$REPO/tools/state-commands.js" \
     "$PROJECT_COPY/tools/"
   cp "$REPO/scripts/wait-for-login.sh" "$REPO/scripts/lib.sh" "$PROJECT_COPY/scripts/"
-  echo 'echo "setup $HA_K8S_SETUP_APT" >>"$CALLS"' >"$PROJECT_COPY/tools/setup.sh"
   # The plan's parallelism (npm run parallel) and an OpenSSH client that logs in everywhere.
   stub npm 'case "$*" in *"run --silent parallel -- --stack"*) echo 216 ;; esac'
   stub ssh 'echo ha-k8s-login-ok'

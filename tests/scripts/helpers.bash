@@ -30,3 +30,19 @@ assert_call_order() {
   done
 }
 
+# The deployer's machine for tools/deploy.sh and destroy.sh: a temporary HOME, stub folder and call
+# log, none of the deployer's environment (a laptop, not CI: the CI tests set those themselves), and
+# a project folder (PROJECT_COPY) whose tools/setup.sh only records that it ran.
+setup_deployer() {
+  export MACHINE_DIR="$BATS_TEST_TMPDIR"
+  export CALLS="$MACHINE_DIR/calls.log" STATE="$MACHINE_DIR/state" STUBS="$MACHINE_DIR/bin"
+  export HOME="$MACHINE_DIR/home" CLOUDSDK_CONFIG="$MACHINE_DIR/home/gcloud"
+  mkdir -p "$STATE" "$STUBS" "$HOME"
+  : >"$CALLS"
+  unset PULUMI_BACKEND_URL PULUMI_CONFIG_PASSPHRASE PULUMI_CONFIG_PASSPHRASE_FILE GOOGLE_CREDENTIALS GOOGLE_APPLICATION_CREDENTIALS \
+    PULUMI_PARALLEL GOOGLE_PROJECT GOOGLE_CLOUD_PROJECT GCLOUD_PROJECT CLOUDSDK_CORE_PROJECT CI GITHUB_ACTIONS
+  PROJECT_COPY="$MACHINE_DIR/project"
+  mkdir -p "$PROJECT_COPY/tools"
+  # shellcheck disable=SC2016 # the stub's text, expanded when it runs
+  echo 'echo "setup $HA_K8S_SETUP_APT" >>"$CALLS"' >"$PROJECT_COPY/tools/setup.sh"
+}

@@ -11,7 +11,7 @@ import { API_PORT, Step } from "../../../render/plan";
 import { ADMIN_KUBECONFIG } from "../../../render/steps";
 import { deployParallelism } from "../../../render/parallelism";
 import { DeployInputs, DeployResult, Engine, EngineState } from "./engine";
-import { KEPT_MARKER, LAB_BUCKET, Lab, MIRROR_IP, STORAGE_IP } from "./lab";
+import { KEPT_MARKER, LAB_BUCKET, Lab, MIRROR_IP, STORAGE_IP, leftovers } from "./lab";
 import { LabSecrets, LabStack, labStack, labStackConfig, makeSecrets } from "./stack";
 
 export interface LabClusterOptions {
@@ -206,5 +206,18 @@ export class LabCluster {
 
   async stop(): Promise<void> {
     await this.lab.stop();
+  }
+
+  /**
+   * A suite's end: the lab left running with HA_K8S_LAB_KEEP=1 (npm run lab -- down removes it),
+   * otherwise stopped. What of the tier is left on this host afterwards (nothing, when it worked).
+   */
+  async end(): Promise<string[]> {
+    if (process.env.HA_K8S_LAB_KEEP === "1") {
+      this.keep();
+      return [];
+    }
+    await this.stop();
+    return leftovers(this.lab.name);
   }
 }
