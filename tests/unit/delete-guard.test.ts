@@ -115,15 +115,20 @@ test("deletedWith is only ever the machine a step runs on, about itself, and re-
 
 test("the annotation the program names is the one the scripts set and read", () => {
   const scripts = path.join(__dirname, "../../scripts");
-  for (const name of ["join.sh", "kubeadm-init.sh", "member-remove.sh"]) {
-    expect([name, fs.readFileSync(path.join(scripts, name), "utf8")]).toEqual([
-      name,
-      expect.stringContaining(`INSTANCE_ANNOTATION="${INSTANCE_ID_ANNOTATION}"`),
-    ]);
-  }
-  for (const name of ["join.sh", "kubeadm-init.sh", "leave.sh"]) {
-    expect(fs.readFileSync(path.join(scripts, name), "utf8")).toContain(
-      "http://169.254.169.254/computeMetadata/v1/instance/id",
-    );
+  const read = (name: string) => fs.readFileSync(path.join(scripts, name), "utf8");
+  // Defined once, in lib.sh, which every one of these scripts sources.
+  expect(read("lib.sh")).toContain(`INSTANCE_ANNOTATION="${INSTANCE_ID_ANNOTATION}"`);
+  expect(read("lib.sh")).toContain("INSTANCE_ID_URL=http://169.254.169.254/computeMetadata/v1/instance/id");
+  const uses: Record<string, RegExp> = {
+    "join.sh": /^record_instance_id as_node$/m,
+    "kubeadm-init.sh": /^\s*record_instance_id admin$/m,
+    "leave.sh": /this_instance_id/,
+    "member-remove.sh": /\$INSTANCE_ANNOTATION/,
+  };
+  for (const [name, use] of Object.entries(uses)) {
+    expect([name, read(name)]).toEqual([name, expect.stringMatching(use)]);
+    expect([name, read(name)]).toEqual([name, expect.stringContaining('lib.sh"')]);
+    // No second definition that could drift from the program's.
+    expect([name, read(name)]).toEqual([name, expect.not.stringContaining("INSTANCE_ANNOTATION=")]);
   }
 });
