@@ -175,10 +175,18 @@ export class LabCluster {
   /**
    * The environment of a tool run where the deployer runs (`npm run restore-etcd`): the lab's
    * stand-ins for the Pulumi CLI and gcloud first on PATH, pointed at this stack and the lab's storage.
+   * The deployer is an operator's machine, not a CI runner: CI and GITHUB_ACTIONS are dropped (with
+   * them tools/pulumi-env.sh refuses a file backend without a passphrase, which made the restore
+   * fail under CI only), and the stack's passphrase is set, as an operator with a file backend has
+   * it, so that no .pulumi-passphrase is written into the checkout.
    */
   deployerEnv(): NodeJS.ProcessEnv {
+    const env = { ...process.env };
+    delete env.CI;
+    delete env.GITHUB_ACTIONS;
     return {
-      ...process.env,
+      ...env,
+      PULUMI_CONFIG_PASSPHRASE: "lab",
       PATH: `${path.join(__dirname, "deployer-bin")}:${path.dirname(process.execPath)}:${process.env.PATH ?? ""}`,
       HA_K8S_LAB_OUTPUTS: this.writeStackOutputs(),
       HA_K8S_LAB_TOKEN: this.lab.storageToken,
