@@ -12,7 +12,13 @@ import { publicKubeconfig } from "../render/kubeconfig";
 import { API_PORT, Plan, Step, withBackupBucket } from "../render/plan";
 import { readScriptSources } from "../render/scripts";
 import { DIAL, stepResource } from "../render/step-resource";
-import { DeployValues, renderStepCommand, sshRoute } from "../render/steps";
+import {
+  createInstanceIdMachine,
+  DeployValues,
+  instanceIdPlaceholder,
+  renderStepCommand,
+  sshRoute,
+} from "../render/steps";
 import { SSH_USER } from "./vm";
 
 export interface ClusterBootstrapArgs {
@@ -131,8 +137,21 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     // Steps without secrets render now, in plain text, so `pulumi preview` shows their changes;
     // the others wait for the deploy-time secrets and stay secret. Backup steps name the bucket,
     // which Pulumi names at deploy time when it creates it.
+    // A control plane's join credentials name the instance id of the machine about to join.
+    const namedInstance = createInstanceIdMachine(plan, step);
     const stdin = resource.secret
-      ? pulumi.secret(values.apply((v) => render(v).bundle ?? ""))
+      ? pulumi.secret(
+          namedInstance === undefined
+            ? values.apply((v) => render(v).bundle ?? "")
+            : pulumi
+                .all([values, instanceOf(namedInstance).instanceId])
+                .apply(
+                  ([v, id]) =>
+                    renderStepCommand(config, plan, step, v, sources, (n) =>
+                      n === namedInstance ? id : instanceIdPlaceholder(n),
+                    ).bundle ?? "",
+                ),
+        )
       : resource.usesBucket
         ? pulumi
             .output(args.backupBucket)

@@ -164,6 +164,15 @@ export function deletedWithMachine(step: Step): string | undefined {
   return step.rerunWhenReplaced.includes(step.node) ? step.node : undefined;
 }
 
+/**
+ * The machine whose instance id a step's create command names: a control plane's join credentials,
+ * which remove a lost machine's etcd member only when another instance is about to join.
+ */
+export function createInstanceIdMachine(plan: Plan, step: Step): string | undefined {
+  if (step.kind !== "credentials") return undefined;
+  return plan.nodes.find((n) => n.name === step.subject)?.role === "control-plane" ? step.subject : undefined;
+}
+
 /** What is known about a step before any deploy-time value exists. */
 export function stepTraits(step: Step): { secret: boolean; deleteScript?: string; deleteOnly: boolean } {
   return {
@@ -256,7 +265,13 @@ function packageKeyFiles(config: ClusterConfig): StepFile[] {
   );
 }
 
-function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: DeployValues | undefined): StepSpec {
+function specFor(
+  config: ClusterConfig,
+  plan: Plan,
+  step: Step,
+  deployValues: DeployValues | undefined,
+  instanceIdOf: (nodeName: string) => string,
+): StepSpec {
   // Only secret steps receive deploy-time values, so a step that is logged can never carry one.
   const values = (): DeployValues => {
     if (!deployValues || !SECRET_KINDS.has(step.kind)) {
@@ -376,6 +391,11 @@ function specFor(config: ClusterConfig, plan: Plan, step: Step, deployValues: De
           JOIN_ROLE: subject ? subject.role : "worker",
           KUBECONFIG_PATH: ADMIN_KUBECONFIG,
           TOKEN_TTL_HOURS: String(JOIN_CREDENTIALS_TTL_HOURS),
+          // A lost control plane's etcd member is removed before its rebuilt machine joins, never
+          // the member of the machine about to join (refresh-credentials.sh remove_lost_member).
+          ...(subject?.role === "control-plane"
+            ? { JOIN_IP: subject.internalIp, JOIN_INSTANCE_ID: instanceIdOf(subject.name) }
+            : {}),
         },
         files,
       };
@@ -551,13 +571,16 @@ export function renderStepCommand(
   /** Deploy-time values; required by secret steps, refused by the others (see stepTraits). */
   values: DeployValues | undefined,
   scriptSources: Readonly<Record<string, string>>,
-  /** The machines' instance ids, for the delete command (renderStepDeleteCommand); placeholders without. */
+  /**
+   * The machines' instance ids (placeholders without): for the delete command
+   * (renderStepDeleteCommand) and for the steps whose create names one (createInstanceIdMachine).
+   */
   instanceIdOf?: (nodeName: string) => string,
 ): StepCommand {
   const traits = stepTraits(step);
   const deleteCommand = renderStepDeleteCommand(plan, step, scriptSources, instanceIdOf);
   if (traits.deleteOnly) return { step, files: [], deleteCommand, secret: traits.secret };
-  const spec = specFor(config, plan, step, values);
+  const spec = specFor(config, plan, step, values, instanceIdOf ?? instanceIdPlaceholder);
   const bundle = renderBundle(
     {
       stepId: step.id,

@@ -277,6 +277,20 @@ this_instance_id() {
   id="$(retry 3 instance_id_once 2>/dev/null || true)"
   [[ "$id" =~ ^[0-9]+$ ]] && printf '%s' "$id"
 }
+# node_instance <node>: which machine the Node of that name is now. Prints "present <its
+# INSTANCE_ANNOTATION, empty when it has none>" or "absent"; fails, printing kubectl's error, when the
+# API cannot tell (a delete or a member removal must not act on a guess).
+node_instance() {
+  local node="$1" id err
+  if id="$(kctl get node "$node" -o "jsonpath={.metadata.annotations['ha-k8s\\.io/instance-id']}" 2>/dev/null)"; then
+    printf 'present %s' "$id"
+  elif err="$(kctl get node "$node" -o name 2>&1)" || ! grep -qiE 'NotFound|not found' <<<"$err"; then
+    printf '%s' "${err//$'\n'/ }"
+    return 1
+  else
+    printf 'absent'
+  fi
+}
 # record_instance_id <kubectl command>: annotates the Node NODE_NAME with this machine's instance id,
 # through the given kubectl (the kubelet's credentials on a joining node, admin.conf on the first).
 record_instance_id() {

@@ -47,22 +47,17 @@ final_share=40
 EXPECTED_INSTANCE_ID="${EXPECTED_INSTANCE_ID:-}"
 
 # Which machine the Node of that name is now: node_state present|absent, recorded_id its annotation.
-node_state=""
-recorded_id=""
 if ! kctl get --raw /readyz >/dev/null 2>&1; then
   warn "the API does not answer; skipping drain and Node deletion of $MEMBER_NODE, and its etcd member: nothing proves which machine it is now"
   exit 0
 fi
-jsonpath="jsonpath={.metadata.annotations['ha-k8s\\.io/instance-id']}"
-if recorded_id="$(kctl get node "$MEMBER_NODE" -o "$jsonpath" 2>/dev/null)"; then
-  node_state=present
-elif err="$(kctl get node "$MEMBER_NODE" -o name 2>&1)" || ! grep -qiE 'NotFound|not found' <<<"$err"; then
-  warn "could not read node $MEMBER_NODE (${err//$'\n'/ }); skipping drain, etcd member removal and Node deletion: nothing proves which machine it is now"
+if ! state="$(node_instance "$MEMBER_NODE")"; then
+  warn "could not read node $MEMBER_NODE ($state); skipping drain, etcd member removal and Node deletion: nothing proves which machine it is now"
   exit 0
-else
-  node_state=absent
-  recorded_id=""
 fi
+node_state="${state%% *}"
+recorded_id=""
+[ "$node_state" = absent ] || recorded_id="${state#present }"
 
 if [ "$node_state" = present ] && [ -n "$recorded_id" ] && [ "$recorded_id" != "$EXPECTED_INSTANCE_ID" ]; then
   log "SKIPPED: node $MEMBER_NODE is now instance $recorded_id ($INSTANCE_ANNOTATION), not instance ${EXPECTED_INSTANCE_ID:-<none given>} this step was created for (a replacement machine with the same name and address); leaving its Node, its pods and its etcd member alone: nothing to undo"

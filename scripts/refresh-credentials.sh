@@ -9,7 +9,8 @@
 # token of its own, through an ownerReference that the garbage collector follows: kubeadm's
 # phases/copycerts) are re-tied to our token, so they live exactly as long as it does.
 #
-# Inputs (environment): JOIN_NODE, JOIN_ROLE (control-plane|worker), KUBECONFIG_PATH, TOKEN_TTL_HOURS.
+# Inputs (environment): JOIN_NODE, JOIN_ROLE (control-plane|worker), KUBECONFIG_PATH, TOKEN_TTL_HOURS;
+#   for control planes JOIN_IP and JOIN_INSTANCE_ID (the GCE instance id of the machine about to join).
 # Inputs (staged files): bootstrap-token (secret); for control planes kubeadm-upload-certs.yaml
 #   (an InitConfiguration carrying the certificate key; secret).
 #
@@ -58,7 +59,51 @@ stringData:
 YAML
 fi
 
+# A control plane rebuilt after its VM was lost (pulumi up --refresh creates it again, at the same
+# address) finds its old etcd member still listed, and kubeadm join does not add a member whose peer
+# URL is listed: it starts the new, empty etcd as that old member (addMember in
+# cmd/kubeadm/app/util/etcd/etcd.go, v1.36.3: "The peer URL ... already exists. Skipping etcd member
+# addition"), which the cluster's log no longer fits. So the lost machine's member is removed here,
+# from this healthy control plane, before the join, and only when everything says it is the lost
+# one's: its endpoint does not answer, and the Node of that name is absent or records another
+# instance than the one about to join. A control plane that is only down (same instance: its
+# member comes back with its data) and a live member are left alone.
+remove_lost_member() {
+  local peer="https://$JOIN_IP:2380" members member_id state recorded out
+  members="$(retry 3 etcdctl_local member list)" ||
+    die "cannot list etcd's members on this control plane; cannot prepare the join of $JOIN_NODE"
+  member_id="$(grep -F "$peer," <<<"$members" | cut -d, -f1 | head -n 1 || true)"
+  if [ -z "$member_id" ]; then
+    log "no etcd member at $peer: $JOIN_NODE joins as a new member"
+    return 0
+  fi
+  state="$(node_instance "$JOIN_NODE")" ||
+    die "cannot read the Node $JOIN_NODE ($state), so cannot tell whether etcd member $member_id at $peer is a lost machine's"
+  recorded="${state#present}"
+  recorded="${recorded# }"
+  if [ "$state" != absent ] && [ "$recorded" = "$JOIN_INSTANCE_ID" ]; then
+    log "etcd member $member_id is $JOIN_NODE's own (its Node records instance $JOIN_INSTANCE_ID): keeping it"
+    return 0
+  fi
+  if [ "$state" != absent ] && [ -z "$recorded" ]; then
+    die "etcd member $member_id at $peer belongs to a Node $JOIN_NODE that records no $INSTANCE_ANNOTATION (joined before ids were recorded): cannot tell whether it is the lost machine's; if it is, remove it on a control plane (etcdctl member remove $member_id) and run pulumi up again"
+  fi
+  if curl -sf --max-time 5 --cacert "$(root_path /etc/kubernetes/pki/etcd/ca.crt)" \
+    --cert "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.crt)" \
+    --key "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.key)" "https://$JOIN_IP:2379/health" >/dev/null; then
+    die "etcd member $member_id at $peer answers, yet the Node $JOIN_NODE is ${recorded:+instance $recorded, }not instance $JOIN_INSTANCE_ID about to join: refusing to remove a live member; find out which machine answers at $JOIN_IP"
+  fi
+  log "removing etcd member $member_id of the lost $JOIN_NODE (${recorded:+instance $recorded, }not answering) before instance $JOIN_INSTANCE_ID joins at $peer"
+  if ! out="$(retry 4 etcdctl_local member remove "$member_id" 2>&1)" && ! grep -q "member not found" <<<"$out"; then
+    printf '%s\n' "$out" >&2
+    die "etcd did not remove the lost member $member_id of $JOIN_NODE (without a quorum of the others it cannot: restore etcd first, docs/operating.md \"Restore etcd\")"
+  fi
+  log "etcd member $member_id removed; $JOIN_NODE joins as a new member"
+}
+
 if [ "$JOIN_ROLE" = control-plane ]; then
+  require_env JOIN_IP JOIN_INSTANCE_ID
+  remove_lost_member
   # The staged configuration names the version the cluster was created with (it must not change
   # when the cluster is upgraded); kubeadm refuses one more than a minor older than itself, so the
   # copy it reads names kubeadm's own version. The copy holds the certificate key: root-only, removed.

@@ -552,4 +552,75 @@ describeCluster("a real cluster on this machine", () => {
     },
     15 * 60_000,
   );
+
+  test(
+    "a control plane (cp-2) lost outside Pulumi, rebuilt by the next pulumi up: its dead etcd member removed first, then it joins as a new one",
+    async () => {
+      const lost = controlPlanes()[1];
+      const others = (await checks.nodes()).filter((n) => n.name !== lost.name).map((n) => `${n.name} ${n.uid}`);
+      const before = await checks.etcdMembers(cp1());
+      const oldMember = before.find((m) => m.name === lost.name);
+      expect(oldMember).toBeDefined();
+      const kept = before.filter((m) => m.name !== lost.name).map((m) => `${m.name} ${m.id}`);
+      const oldInstance = cluster.lab.machine(lost.name).instanceId;
+      // Its VM and disk gone: etcd keeps a quorum (2 of 3) with the dead member still listed.
+      cluster.lab.destroyMachine(lost.name);
+      await waitFor(
+        `${lost.name}'s Node NotReady`,
+        async () => (await checks.nodes()).find((n) => n.name === lost.name)?.ready === false,
+        180_000,
+      );
+      expect((await checks.etcdMembers(cp1())).map((m) => m.id)).toContain(oldMember!.id);
+
+      const result = await cluster.up();
+      expectOk(result);
+      const newInstance = cluster.lab.machine(lost.name).instanceId;
+      expect(newInstance).not.toBe(oldInstance);
+      for (const kind of ["credentials", "join", "member"])
+        expect(result.records.find((r) => r.id === `${lost.name}/${kind}`)).toMatchObject({
+          operation: "replace",
+          ok: true,
+        });
+      // The old steps' deletes met the new machine (leave.sh on it, member-remove.sh on cp-1) and did nothing.
+      const log = lines.join("\n");
+      expect(log).toMatch(
+        new RegExp(`old delete of ${lost.name}/join .*SKIPPED: this machine is instance ${newInstance}`),
+      );
+      expect(log).toMatch(
+        new RegExp(`old delete of ${lost.name}/member .*SKIPPED: node ${lost.name} is now instance ${newInstance}`),
+      );
+
+      // etcd: the dead member gone, a new one for the rebuilt machine (a started voter), the others as they were.
+      const after = await checks.etcdMembers(cp1());
+      expect(after.map((m) => m.name).sort()).toEqual(
+        controlPlanes()
+          .map((n) => n.name)
+          .sort(),
+      );
+      const rebuilt = after.find((m) => m.name === lost.name)!;
+      expect(rebuilt.id).not.toBe(oldMember!.id);
+      expect(rebuilt).toMatchObject({ peerUrl: `https://${lost.internalIp}:2380`, learner: false });
+      expect(after.filter((m) => m.name !== lost.name).map((m) => `${m.name} ${m.id}`)).toEqual(kept);
+      expect(await checks.etcdHealthyEndpoints(cp1())).toHaveLength(controlPlanes().length);
+      // Its Node Ready and annotated with the new instance; every other Node untouched.
+      await waitFor(
+        `${lost.name} Ready`,
+        async () => (await checks.nodes()).find((n) => n.name === lost.name)?.ready === true,
+        180_000,
+      );
+      expect(
+        await checks.kubectl([
+          "get",
+          "node",
+          lost.name,
+          "-o",
+          "jsonpath={.metadata.annotations.ha-k8s\\.io/instance-id}",
+        ]),
+      ).toBe(newInstance);
+      expect((await checks.nodes()).filter((n) => n.name !== lost.name).map((n) => `${n.name} ${n.uid}`)).toEqual(
+        others,
+      );
+    },
+    15 * 60_000,
+  );
 });

@@ -5,6 +5,12 @@ setup() {
   load helpers
   setup_machine
   export JOIN_NODE=c-worker-3 JOIN_ROLE=worker KUBECONFIG_PATH=/etc/kubernetes/admin.conf TOKEN_TTL_HOURS=168
+  # A control plane's join (JOIN_ROLE=control-plane JOIN_NODE=c-cp-3): the machine about to join,
+  # instance JOIN_INSTANCE_ID at JOIN_IP; etcd's members as `etcdctl member list` prints them.
+  export JOIN_IP=10.10.0.12 JOIN_INSTANCE_ID=7003141592653589793
+  export MEMBERS='8e9e05c52164694d, started, c-cp-1, https://10.10.0.10:2380, https://10.10.0.10:2379, false
+91bc3c398fb3c146, started, c-cp-2, https://10.10.0.11:2380, https://10.10.0.11:2379, false'
+  stub crictl 'case "$1" in ps) echo etcd-id ;; exec) case "$*" in *"member list"*) echo "$MEMBERS" ;; esac ;; esac'
   echo "$TOKEN" >"$HA_K8S_STAGE/bootstrap-token"
   printf 'certificateKey: %s\n---\nkubernetesVersion: v1.35.4\n' "$CERT_KEY" >"$HA_K8S_STAGE/kubeadm-upload-certs.yaml"
   # A small model of the cluster in $STATE: our token's expiration, and who owns kubeadm-certs.
@@ -136,4 +142,81 @@ touch "$HA_K8S_ROOT/etc/kubernetes/kubelet.conf" "$HA_K8S_ROOT/etc/kubernetes/ma
   assert_success
   grep -q "^kubernetesVersion: v1.37.2$" "$STATE/upload-certs-config"
   grep -q "^certificateKey: $CERT_KEY$" "$STATE/upload-certs-config"
+}
+
+# c-cp-3 was lost and its VM created again (pulumi up --refresh): its old member (id 3c3c3c3c3c3c3c3c)
+# is still listed. $1: what its Node records (an instance id, "" for no annotation, or "absent").
+lost_cp3() {
+  export MEMBERS="$MEMBERS
+3c3c3c3c3c3c3c3c, started, c-cp-3, https://10.10.0.12:2380, https://10.10.0.12:2379, false"
+  export NODE_RECORDS="$1" JOIN_NODE=c-cp-3 JOIN_ROLE=control-plane
+  stub kubectl '
+case "$*" in
+  *"get node c-cp-3 -o jsonpath"*) [ "$NODE_RECORDS" != absent ] || exit 1; printf "%s" "$NODE_RECORDS" ;;
+  *"get node c-cp-3 -o name"*) [ "$NODE_RECORDS" != absent ] || { echo "Error from server (NotFound): nodes \"c-cp-3\" not found" >&2; exit 1; } ;;
+  *"get --raw /readyz"*) echo ok ;;
+  *"get secret bootstrap-token-abcdef -o jsonpath={.metadata.uid}"*) echo uid-abcdef ;;
+  *"get secret"*) date -u -d "+100 hours" +%Y-%m-%dT%H:%M:%SZ | base64 -w0 ;;
+esac'
+  # The lost machine's etcd does not answer its health endpoint (curl fails to connect).
+  stub curl 'exit 7'
+}
+
+@test "a control plane joining at a fresh address: no etcd member to remove" {
+  JOIN_NODE=c-cp-3 JOIN_ROLE=control-plane run_script refresh-credentials.sh
+  assert_success
+  assert_output --partial "no etcd member at https://10.10.0.12:2380: c-cp-3 joins as a new member"
+  [ "$(count_calls 'member remove')" -eq 0 ]
+}
+
+@test "a lost control plane rebuilt: its old member (not answering, its Node another instance) is removed before the certificates go up" {
+  lost_cp3 5000000000000000001
+  run_script refresh-credentials.sh
+  assert_success
+  assert_output --partial "removing etcd member 3c3c3c3c3c3c3c3c of the lost c-cp-3 (instance 5000000000000000001, not answering) before instance 7003141592653589793 joins"
+  assert_call_order "^curl .*https://10.10.0.12:2379/health" "^crictl exec etcd-id etcdctl .*member remove 3c3c3c3c3c3c3c3c" \
+    "^kubeadm init phase upload-certs"
+}
+
+@test "a lost control plane whose Node is gone too: its member is removed" {
+  lost_cp3 absent
+  run_script refresh-credentials.sh
+  assert_success
+  assert_call_order "^crictl exec etcd-id etcdctl .*member remove 3c3c3c3c3c3c3c3c"
+}
+
+@test "a control plane only down (its Node records the instance about to join) keeps its member" {
+  lost_cp3 "$JOIN_INSTANCE_ID"
+  run_script refresh-credentials.sh
+  assert_success
+  assert_output --partial "etcd member 3c3c3c3c3c3c3c3c is c-cp-3's own"
+  [ "$(count_calls 'member remove')" -eq 0 ]
+}
+
+@test "a member that answers is never removed, whatever its Node says" {
+  lost_cp3 5000000000000000001
+  stub curl 'echo "{\"health\":\"true\"}"'
+  run_script refresh-credentials.sh
+  assert_failure
+  assert_output --partial "etcd member 3c3c3c3c3c3c3c3c at https://10.10.0.12:2380 answers"
+  [ "$(count_calls 'member remove')" -eq 0 ]
+  [ "$(count_calls '^kubeadm init phase upload-certs')" -eq 0 ]
+}
+
+@test "a Node that records no instance id: nothing proves the member is the lost one's, the step stops" {
+  lost_cp3 ""
+  run_script refresh-credentials.sh
+  assert_failure
+  assert_output --partial "records no ha-k8s.io/instance-id"
+  [ "$(count_calls 'member remove')" -eq 0 ]
+}
+
+@test "etcd refusing the removal (no quorum without it) stops the step, pointing at the restore" {
+  lost_cp3 5000000000000000001
+  stub crictl 'case "$1" in ps) echo etcd-id ;; exec) case "$*" in *"member list"*) echo "$MEMBERS" ;; *"member remove"*) echo "etcdserver: unhealthy cluster" >&2; exit 1 ;; esac ;; esac'
+  run_script refresh-credentials.sh
+  assert_failure
+  assert_output --partial "etcd did not remove the lost member 3c3c3c3c3c3c3c3c of c-cp-3"
+  assert_output --partial "Restore etcd"
+  [ "$(count_calls '^kubeadm init phase upload-certs')" -eq 0 ]
 }

@@ -18,6 +18,7 @@ import { stepResource } from "../../render/step-resource";
 import { readScriptSources } from "../../render/scripts";
 import {
   INSTANCE_ID_ANNOTATION,
+  createInstanceIdMachine,
   deleteGuardMachine,
   deletedWithMachine,
   instanceIdPlaceholder,
@@ -130,5 +131,30 @@ test("the annotation the program names is the one the scripts set and read", () 
     expect([name, read(name)]).toEqual([name, expect.stringContaining('lib.sh"')]);
     // No second definition that could drift from the program's.
     expect([name, read(name)]).toEqual([name, expect.not.stringContaining("INSTANCE_ANNOTATION=")]);
+  }
+});
+
+test("a control plane's join credentials name the instance about to join, so only a lost machine's etcd member is removed", () => {
+  const credentials = devPlan.steps.filter((s) => s.kind === "credentials");
+  const forControlPlanes = credentials.filter((s) => createInstanceIdMachine(devPlan, s) !== undefined);
+  expect(forControlPlanes.map((s) => s.subject)).toEqual(
+    devPlan.nodes
+      .filter((n) => n.role === "control-plane")
+      .map((n) => n.name)
+      .slice(1),
+  );
+  for (const step of forControlPlanes) {
+    const stdin = commandFor(step.id).inputs.stdin as string;
+    const ip = devPlan.nodes.find((n) => n.name === step.subject)!.internalIp;
+    expect(stdin).toContain(`JOIN_INSTANCE_ID='id-${step.subject}'`);
+    expect(stdin).toContain(`JOIN_IP='${ip}'`);
+    expect(stdin).toContain("remove_lost_member");
+    for (const other of devPlan.nodes.filter((n) => n.name !== step.subject)) {
+      expect(stdin).not.toContain(`'id-${other.name}'`);
+    }
+  }
+  // The workers' credentials remove no member and name no instance.
+  for (const step of credentials.filter((s) => !forControlPlanes.includes(s))) {
+    expect(commandFor(step.id).inputs.stdin as string).not.toContain("JOIN_INSTANCE_ID='");
   }
 });

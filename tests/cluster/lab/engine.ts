@@ -176,16 +176,13 @@ export class Engine {
     const target = targetOf(plan, step, values.externalIp);
     // Delete commands name the instance id of the machine they undo, as components/bootstrap.ts
     // passes the VM's instanceId.
-    const resource = stepResource(
-      plan,
-      step,
-      sources,
-      (node) => this.lab.machines.get(node)?.instanceId ?? instanceIdPlaceholder(node),
-    );
+    const instanceIdOf = (node: string) => this.lab.machines.get(node)?.instanceId ?? instanceIdPlaceholder(node);
+    const resource = stepResource(plan, step, sources, instanceIdOf);
     const standIn = inputs.standIns?.[step.kind];
+    // The creates that name an instance id (a control plane's join credentials) get it as well.
     const stdin = standIn
       ? standIn(step)
-      : renderStepCommand(config, plan, step, resource.secret ? values : undefined, sources).bundle;
+      : renderStepCommand(config, plan, step, resource.secret ? values : undefined, sources, instanceIdOf).bundle;
     const triggers = resource.rerunWhenReplaced.map((n) => this.lab.machine(n).instanceId);
     return { step, resource, stdin, triggers, target };
   }
