@@ -623,4 +623,67 @@ describeCluster("a real cluster on this machine", () => {
     },
     15 * 60_000,
   );
+
+  test(
+    "quorum lost (cp-2 and cp-3 gone): the restore refuses to touch anything until told the survivors, restores onto cp-1 alone, and pulumi up rebuilds the other two; the data is back",
+    async () => {
+      const unit = "ha-k8s-etcd-backup.service";
+      const [survivor, ...lost] = controlPlanes();
+      // Data, then a snapshot holding it (the leader uploads), then two of three control planes gone.
+      await checks.kubectl(["create", "configmap", "quorum-proof", "--from-literal=kept=yes"]);
+      const before = await checks.snapshots();
+      await Promise.all(controlPlanes().map((cp) => checks.onMachine(cp.name, `systemctl start ${unit}`)));
+      expect((await checks.snapshots()).filter((o) => !before.includes(o))).toHaveLength(1);
+      for (const cp of lost) cluster.lab.destroyMachine(cp.name);
+
+      const restore = async (extra: string[]) => {
+        const [cmd, ...args] = cluster.lab.deployerArgs([
+          "bash",
+          "tools/restore-etcd.sh",
+          "dev",
+          "--yes",
+          "--newest",
+          ...extra,
+        ]);
+        const result = await run(cmd, args, { env: cluster.deployerEnv(), timeoutMs: 10 * 60_000 });
+        log(result.output.trimEnd().split("\n").slice(-12).join("\n"));
+        return result;
+      };
+      // Every control plane by default: the lost ones fail the preflight, nothing is stopped on cp-1,
+      // and the tool names the --only that would restore onto the one that answers.
+      const refused = await restore([]);
+      expect(refused.code).not.toBe(0);
+      expect(refused.output).toContain(`cannot log in to ${lost.map((n) => n.name).join(" ")}`);
+      expect(refused.output).toContain("--only cp-1");
+      expect(await checks.tryOnMachine(survivor.name, "test -f /etc/kubernetes/manifests/etcd.yaml")).toMatchObject({
+        code: 0,
+      });
+
+      // The documented path (docs/operating.md, "Lost 2 of 3 control planes").
+      const restored = await restore(["--only", "cp-1"]);
+      expect(restored.code).toBe(0);
+      expect((await checks.etcdMembers(survivor.name)).map((m) => m.name)).toEqual([survivor.name]);
+      await checks.kubectl(["delete", "node", ...lost.map((n) => n.name)]);
+      const result = await cluster.up();
+      expectOk(result);
+      for (const cp of lost)
+        expect(result.records.find((r) => r.id === `${cp.name}/join`)).toMatchObject({
+          operation: "replace",
+          ok: true,
+        });
+
+      // Three voters again, each healthy, every Node Ready, and the data from before the loss.
+      const members = await checks.etcdMembers(survivor.name);
+      expect(members.map((m) => m.name).sort()).toEqual(
+        controlPlanes()
+          .map((n) => n.name)
+          .sort(),
+      );
+      expect(members.filter((m) => m.learner)).toEqual([]);
+      expect(await checks.etcdHealthyEndpoints(survivor.name)).toHaveLength(controlPlanes().length);
+      await waitFor("every Node Ready", async () => (await checks.nodes()).every((n) => n.ready), 300_000);
+      expect(await checks.kubectl(["get", "configmap", "quorum-proof", "-o", "jsonpath={.data.kept}"])).toBe("yes");
+    },
+    25 * 60_000,
+  );
 });
