@@ -85,13 +85,19 @@ remove_lost_member() {
     log "etcd member $member_id is $JOIN_NODE's own (its Node records instance $JOIN_INSTANCE_ID): keeping it"
     return 0
   fi
-  if [ "$state" != absent ] && [ -z "$recorded" ]; then
-    die "etcd member $member_id at $peer belongs to a Node $JOIN_NODE that records no $INSTANCE_ANNOTATION (joined before ids were recorded): cannot tell whether it is the lost machine's; if it is, remove it on a control plane (etcdctl member remove $member_id) and run pulumi up again"
-  fi
   if curl -sf --max-time 5 --cacert "$(root_path /etc/kubernetes/pki/etcd/ca.crt)" \
     --cert "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.crt)" \
     --key "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.key)" "https://$JOIN_IP:2379/health" >/dev/null; then
-    die "etcd member $member_id at $peer answers, yet the Node $JOIN_NODE is ${recorded:+instance $recorded, }not instance $JOIN_INSTANCE_ID about to join: refusing to remove a live member; find out which machine answers at $JOIN_IP"
+    if [ -z "$recorded" ]; then
+      # A live member whose Node records no instance (it joined before ids were recorded) or has
+      # none yet (an earlier join of this machine that stopped half-way): it is not a lost one.
+      log "etcd member $member_id at $peer answers and its Node records no other instance: keeping it"
+      return 0
+    fi
+    die "etcd member $member_id at $peer answers, yet the Node $JOIN_NODE is instance $recorded, not instance $JOIN_INSTANCE_ID about to join: refusing to remove a live member; find out which machine answers at $JOIN_IP"
+  fi
+  if [ "$state" != absent ] && [ -z "$recorded" ]; then
+    die "etcd member $member_id at $peer does not answer and its Node $JOIN_NODE records no $INSTANCE_ANNOTATION (joined before ids were recorded): cannot tell a lost machine from a stopped one; if $JOIN_NODE's machine is lost, remove the member on a control plane (etcdctl member remove $member_id) and run pulumi up again; if it is only stopped, start it"
   fi
   log "removing etcd member $member_id of the lost $JOIN_NODE (${recorded:+instance $recorded, }not answering) before instance $JOIN_INSTANCE_ID joins at $peer"
   if ! out="$(retry 4 etcdctl_local member remove "$member_id" 2>&1)" && ! grep -q "member not found" <<<"$out"; then

@@ -203,7 +203,7 @@ esac'
   [ "$(count_calls '^kubeadm init phase upload-certs')" -eq 0 ]
 }
 
-@test "a Node that records no instance id: nothing proves the member is the lost one's, the step stops" {
+@test "a member that does not answer, its Node recording no instance id: a lost machine or a stopped one, nothing tells; the step stops" {
   lost_cp3 ""
   run_script refresh-credentials.sh
   assert_failure
@@ -219,4 +219,13 @@ esac'
   assert_output --partial "etcd did not remove the lost member 3c3c3c3c3c3c3c3c of c-cp-3"
   assert_output --partial "Restore etcd"
   [ "$(count_calls '^kubeadm init phase upload-certs')" -eq 0 ]
+}
+
+@test "a live member whose Node records no instance id (joined before ids were recorded) is kept: this release's first up on an older cluster" {
+  lost_cp3 ""
+  stub curl 'echo "{\"health\":\"true\"}"'
+  run_script refresh-credentials.sh
+  assert_success
+  assert_output --partial "etcd member 3c3c3c3c3c3c3c3c at https://10.10.0.12:2380 answers and its Node records no other instance: keeping it"
+  [ "$(count_calls 'member remove')" -eq 0 ]
 }
