@@ -68,6 +68,14 @@ fi
 # one's: its endpoint does not answer, and the Node of that name is absent or records another
 # instance than the one about to join. A control plane that is only down (same instance: its
 # member comes back with its data) and a live member are left alone.
+# member_answers <address>: the etcd member there answers its health endpoint (etcd's client
+# certificate, as kubeadm's own health check of the local member uses).
+# shellcheck disable=SC2317 # called through retry
+member_answers() {
+  curl -sf --max-time 5 --cacert "$(root_path /etc/kubernetes/pki/etcd/ca.crt)" \
+    --cert "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.crt)" \
+    --key "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.key)" "https://$1:2379/health" >/dev/null
+}
 remove_lost_member() {
   local peer="https://$JOIN_IP:2380" members member_id state recorded out
   members="$(retry 3 etcdctl_local member list)" ||
@@ -79,15 +87,14 @@ remove_lost_member() {
   fi
   state="$(node_instance "$JOIN_NODE")" ||
     die "cannot read the Node $JOIN_NODE ($state), so cannot tell whether etcd member $member_id at $peer is a lost machine's"
-  recorded="${state#present}"
-  recorded="${recorded# }"
+  recorded=""
+  [ "$state" = absent ] || recorded="${state#present }"
   if [ "$state" != absent ] && [ "$recorded" = "$JOIN_INSTANCE_ID" ]; then
     log "etcd member $member_id is $JOIN_NODE's own (its Node records instance $JOIN_INSTANCE_ID): keeping it"
     return 0
   fi
-  if curl -sf --max-time 5 --cacert "$(root_path /etc/kubernetes/pki/etcd/ca.crt)" \
-    --cert "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.crt)" \
-    --key "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.key)" "https://$JOIN_IP:2379/health" >/dev/null; then
+  # A live member must never be taken for a lost one because of one slow answer: three tries.
+  if retry 3 member_answers "$JOIN_IP"; then
     if [ -z "$recorded" ]; then
       # A live member whose Node records no instance (it joined before ids were recorded) or has
       # none yet (an earlier join of this machine that stopped half-way): it is not a lost one.

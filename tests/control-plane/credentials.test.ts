@@ -155,6 +155,10 @@ describe("refresh-credentials.sh, as rendered, against the real API server", () 
     expect(result.code).toBe(0);
     expect(result.leakedSecret).toBe(false);
     expect(result.output).toContain(`tying the uploaded certificates to bootstrap token ${tokenId(cp)}`);
+    // The joining machine's address already holds a live member here (every member of this control
+    // plane runs): the lost-member check asks it, through real etcd and curl, and keeps it.
+    expect(result.output).toMatch(new RegExp(`etcd member [0-9a-f]+ at https://[0-9.]+:2380 answers .*keeping it`));
+    expect(result.output).not.toContain("removing etcd member");
 
     const token = (await getSecret(cp, tokenSecretName(cp)))!;
     const certs = (await getSecret(cp, "kubeadm-certs"))!;
