@@ -133,7 +133,8 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     args: ClusterBootstrapArgs,
   ): StepCommandResource {
     const resource = stepResource(plan, step, sources);
-    const render = (v: DeployValues | undefined) => renderStepCommand(config, plan, step, v, sources);
+    const render = (v: DeployValues | undefined, instanceIdOf?: (node: string) => string) =>
+      renderStepCommand(config, plan, step, v, sources, instanceIdOf);
     // Steps without secrets render now, in plain text, so `pulumi preview` shows their changes;
     // the others wait for the deploy-time secrets and stay secret. Backup steps name the bucket,
     // which Pulumi names at deploy time when it creates it.
@@ -146,10 +147,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
             : pulumi
                 .all([values, instanceOf(namedInstance).instanceId])
                 .apply(
-                  ([v, id]) =>
-                    renderStepCommand(config, plan, step, v, sources, (n) =>
-                      n === namedInstance ? id : instanceIdPlaceholder(n),
-                    ).bundle ?? "",
+                  ([v, id]) => render(v, (n) => (n === namedInstance ? id : instanceIdPlaceholder(n))).bundle ?? "",
                 ),
         )
       : resource.usesBucket

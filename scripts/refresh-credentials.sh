@@ -59,6 +59,15 @@ stringData:
 YAML
 fi
 
+# member_answers <address>: the etcd member there answers its health endpoint, asked with the
+# kubeadm-made healthcheck-client certificate.
+# shellcheck disable=SC2317 # called through retry
+member_answers() {
+  curl -sf --max-time 5 --cacert "$(root_path /etc/kubernetes/pki/etcd/ca.crt)" \
+    --cert "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.crt)" \
+    --key "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.key)" "https://$1:2379/health" >/dev/null
+}
+
 # A control plane rebuilt after its VM was lost (pulumi up --refresh creates it again, at the same
 # address) finds its old etcd member still listed, and kubeadm join does not add a member whose peer
 # URL is listed: it starts the new, empty etcd as that old member (addMember in
@@ -68,14 +77,6 @@ fi
 # one's: its endpoint does not answer, and the Node of that name is absent or records another
 # instance than the one about to join. A control plane that is only down (same instance: its
 # member comes back with its data) and a live member are left alone.
-# member_answers <address>: the etcd member there answers its health endpoint (etcd's client
-# certificate, as kubeadm's own health check of the local member uses).
-# shellcheck disable=SC2317 # called through retry
-member_answers() {
-  curl -sf --max-time 5 --cacert "$(root_path /etc/kubernetes/pki/etcd/ca.crt)" \
-    --cert "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.crt)" \
-    --key "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.key)" "https://$1:2379/health" >/dev/null
-}
 remove_lost_member() {
   local peer="https://$JOIN_IP:2380" members member_id state recorded out
   members="$(retry 3 etcdctl_local member list)" ||
