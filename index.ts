@@ -60,6 +60,7 @@ export = async () => {
     caCertHash: pki.caCertHash,
     bootstrapToken: pki.bootstrapToken,
     certificateKey: pki.certificateKey,
+    controlPlaneKeys: pki.controlPlaneKeys,
   });
 
   return {

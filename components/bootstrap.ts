@@ -9,6 +9,7 @@ import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
 import { publicKubeconfig } from "../render/kubeconfig";
+import { ControlPlaneKeys } from "../render/kubeadm";
 import { API_PORT, Plan, Step, withBackupBucket } from "../render/plan";
 import { readScriptSources } from "../render/scripts";
 import { DIAL, stepResource } from "../render/step-resource";
@@ -41,6 +42,7 @@ export interface ClusterBootstrapArgs {
   readonly caCertHash: pulumi.Input<string>;
   readonly bootstrapToken: pulumi.Input<string>;
   readonly certificateKey: pulumi.Input<string>;
+  readonly controlPlaneKeys: pulumi.Input<ControlPlaneKeys>;
 }
 
 /** A step on a machine (remote) or a login check where `pulumi up` runs (local). */
@@ -67,8 +69,9 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         args.bootstrapToken,
         args.certificateKey,
         args.sshPrivateKey,
+        args.controlPlaneKeys,
       ])
-      .apply(([externalIp, caCertPem, caKeyPem, caCertHash, bootstrapToken, certificateKey, sshPrivateKey]) => ({
+      .apply(([externalIp, caCertPem, caKeyPem, caCertHash, bootstrapToken, certificateKey, sshPrivateKey, keys]) => ({
         externalIp,
         caCertPem,
         caKeyPem,
@@ -76,6 +79,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         bootstrapToken,
         certificateKey,
         sshPrivateKey,
+        controlPlaneKeys: keys,
       }));
 
     const jumpHost = { host: args.externalIp, user: SSH_USER, privateKey: args.sshPrivateKey, ...DIAL };

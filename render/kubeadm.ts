@@ -27,6 +27,25 @@ export interface JoinSecrets {
   readonly caCertHash: string;
 }
 
+/**
+ * The keys every control plane shares besides the cluster CA: the etcd CA, the front-proxy CA and
+ * the service-account signing key pair (kubeadm's "shared certificates", copycerts.go). Pulumi makes
+ * them (components/pki.ts), as Cluster API's KubeadmControlPlane keeps them in Secrets of the
+ * management cluster, so a rebuilt first control plane can join with them although no machine that
+ * holds them can run its steps (kubeadm-init.sh). kubeadm init keeps keys it finds in its pki.
+ */
+export interface ControlPlaneKeys {
+  readonly etcdCaCertPem: string;
+  /** Secret. */
+  readonly etcdCaKeyPem: string;
+  readonly frontProxyCaCertPem: string;
+  /** Secret. */
+  readonly frontProxyCaKeyPem: string;
+  /** Secret. */
+  readonly serviceAccountKeyPem: string;
+  readonly serviceAccountPublicKeyPem: string;
+}
+
 /** The load balancer's public address, known only once GCP has reserved it. */
 export interface EndpointAddresses {
   readonly externalIp: string;
@@ -109,8 +128,18 @@ export function renderInitConfiguration(
   ]);
 }
 
-/** JoinConfiguration for a control plane (with its own API endpoint and the certificate key) or a worker. */
-export function renderJoinConfiguration(plan: Plan, node: PlannedNode, secrets: JoinSecrets): string {
+/**
+ * JoinConfiguration for a control plane (with its own API endpoint and the certificate key) or a
+ * worker. `keysOnDisk`: a control plane that finds the shared keys already in its pki (a rebuilt
+ * first control plane, kubeadm-init.sh) joins without the certificate key, so kubeadm does not
+ * download them (its download-certs phase runs only with a certificate key).
+ */
+export function renderJoinConfiguration(
+  plan: Plan,
+  node: PlannedNode,
+  secrets: JoinSecrets,
+  options: { keysOnDisk?: boolean } = {},
+): string {
   const join: Record<string, unknown> = {
     apiVersion: KUBEADM_API,
     kind: "JoinConfiguration",
@@ -126,7 +155,7 @@ export function renderJoinConfiguration(plan: Plan, node: PlannedNode, secrets: 
   if (node.role === "control-plane") {
     join.controlPlane = {
       localAPIEndpoint: { advertiseAddress: node.internalIp, bindPort: API_PORT },
-      certificateKey: secrets.certificateKey,
+      ...(options.keysOnDisk ? {} : { certificateKey: secrets.certificateKey }),
     };
   } else if (node.role !== "worker") {
     throw new Error(`${node.name} is a ${node.role}; only control planes and workers join`);

@@ -10,6 +10,7 @@ import { ClusterConfig } from "./config";
 import { REGISTRIES_DROP_IN_PATH, renderCrioDropIn, renderRegistriesDropIn } from "./crio";
 import { renderHaproxyForPlan } from "./haproxy";
 import {
+  ControlPlaneKeys,
   EndpointAddresses,
   JOIN_CREDENTIALS_TTL_HOURS,
   JoinSecrets,
@@ -32,6 +33,8 @@ import {
 export interface DeployValues extends JoinSecrets, EndpointAddresses {
   readonly caCertPem: string;
   readonly caKeyPem: string;
+  /** The etcd CA, the front-proxy CA and the service-account key pair (secret keys). */
+  readonly controlPlaneKeys: ControlPlaneKeys;
   /** OpenSSH private key of the per-stack key pair; login checks on the deploying machine use it. */
   readonly sshPrivateKey: string;
 }
@@ -254,6 +257,31 @@ interface StepSpec {
   extraScripts?: string[];
 }
 
+/**
+ * The keys every control plane shares, staged for kubeadm-init.sh, which installs each under
+ * /etc/kubernetes/pki at the path its name gives ("etcd-ca.crt" is etcd/ca.crt).
+ */
+function sharedKeyFiles(values: DeployValues): StepFile[] {
+  const keys = values.controlPlaneKeys;
+  const pairs: [string, string, boolean][] = [
+    ["ca.crt", values.caCertPem, false],
+    ["ca.key", values.caKeyPem, true],
+    ["etcd-ca.crt", keys.etcdCaCertPem, false],
+    ["etcd-ca.key", keys.etcdCaKeyPem, true],
+    ["front-proxy-ca.crt", keys.frontProxyCaCertPem, false],
+    ["front-proxy-ca.key", keys.frontProxyCaKeyPem, true],
+    ["sa.key", keys.serviceAccountKeyPem, true],
+    ["sa.pub", keys.serviceAccountPublicKeyPem, false],
+  ];
+  return pairs.map(([name, content, secret]) => ({
+    name,
+    content,
+    mode: secret ? 0o600 : 0o644,
+    kind: "other" as const,
+    ...(secret ? { secret: true } : {}),
+  }));
+}
+
 /** The repository keys the configuration pins, for the steps that add the package repositories. */
 function packageKeyFiles(config: ClusterConfig): StepFile[] {
   const keys: [string, string | undefined][] = [
@@ -342,9 +370,22 @@ function specFor(
         ],
       };
     case "init":
+      // Everything a first init needs, and everything a rebuilt first control plane needs to join
+      // the cluster the others kept (kubeadm-init.sh): the shared keys, the token and a
+      // JoinConfiguration that expects the keys on disk.
       return {
         script: "kubeadm-init.sh",
-        env: { NODE_NAME: subject!.name, API_ENDPOINT: apiEndpoint },
+        env: {
+          NODE_NAME: subject!.name,
+          NODE_IP: subject!.internalIp,
+          NODE_ROLE: subject!.role,
+          API_ENDPOINT: apiEndpoint,
+          OTHER_CONTROL_PLANE_IPS: plan.nodes
+            .filter((n) => n.role === "control-plane" && n.name !== subject!.name)
+            .map((n) => n.internalIp)
+            .join(" "),
+          TOKEN_TTL_HOURS: String(JOIN_CREDENTIALS_TTL_HOURS),
+        },
         files: [
           {
             name: "kubeadm-init.yaml",
@@ -353,9 +394,17 @@ function specFor(
             kind: "kubeadm-config",
             secret: true,
           },
-          { name: "ca.crt", content: values().caCertPem, mode: 0o644, kind: "other" },
-          { name: "ca.key", content: values().caKeyPem, mode: 0o600, kind: "other", secret: true },
+          {
+            name: "kubeadm-join.yaml",
+            content: renderJoinConfiguration(plan, subject!, values(), { keysOnDisk: true }),
+            mode: 0o600,
+            kind: "kubeadm-config",
+            secret: true,
+          },
+          { name: "bootstrap-token", content: values().bootstrapToken, mode: 0o600, kind: "other", secret: true },
+          ...sharedKeyFiles(values()),
         ],
+        extraScripts: ["join.sh"],
       };
     case "cni":
       return {

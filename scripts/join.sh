@@ -23,21 +23,13 @@ require_env NODE_NAME NODE_ROLE API_ENDPOINT
 CONFIG="$(staged kubeadm-join.yaml)"
 KUBELET_CONF="$(root_path /etc/kubernetes/kubelet.conf)"
 
-
 local_api_ready() { curl -ksf --max-time 5 https://127.0.0.1:6443/readyz >/dev/null; }
 local_etcd_healthy() { etcdctl_local endpoint health >/dev/null; }
 
-manifests="$(root_path /etc/kubernetes/manifests)"
-joined() {
-  [ -f "$KUBELET_CONF" ] && systemctl is-active --quiet kubelet || return 1
-  [ "$NODE_ROLE" != control-plane ] || { [ -f "$manifests/etcd.yaml" ] && [ -f "$manifests/kube-apiserver.yaml" ]; }
-}
-
-if joined; then
+if node_joined "$NODE_ROLE"; then
   log "$NODE_NAME has already joined; not joining again"
 else
-  if [ -e "$KUBELET_CONF" ] || [ -n "$(ls -A "$manifests" 2>/dev/null)" ] ||
-    [ -n "$(ls -A "$(root_path /var/lib/etcd)" 2>/dev/null)" ]; then
+  if join_leftovers; then
     log "found state of an earlier, unfinished join: kubeadm reset first"
     run_redacted kubeadm reset -f || die "kubeadm reset failed"
   fi

@@ -303,3 +303,128 @@ record_instance_id() {
     die "could not record $INSTANCE_ANNOTATION=$id on the Node $NODE_NAME"
   log "$NODE_NAME is instance $id ($INSTANCE_ANNOTATION on its Node)"
 }
+
+# --- Joins: the credentials, a lost machine's etcd member, the join itself. Shared by
+# refresh-credentials.sh (on a live control plane, before another machine joins), join.sh, and
+# kubeadm-init.sh (a rebuilt first control plane joining the cluster the others kept).
+
+# issue_bootstrap_token <token file> <ttl hours> <whose join>: makes sure the bootstrap token is
+# valid for a while. A token with more than a seventh of its life left is kept; otherwise it is
+# written as its kube-system Secret through kubectl's stdin (never a command line or a log).
+issue_bootstrap_token() {
+  local token ttl min_remaining remaining=-1 expiration
+  token="$(tr -d '[:space:]' <"$1")"
+  [[ "$token" =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]] || die "the staged bootstrap token is malformed"
+  ttl=$(($2 * 3600))
+  min_remaining=$((ttl / 7))
+  BOOTSTRAP_TOKEN_ID="${token%%.*}"
+  expiration="$(kctl -n kube-system get secret "bootstrap-token-$BOOTSTRAP_TOKEN_ID" -o jsonpath='{.data.expiration}' 2>/dev/null | base64 -d 2>/dev/null || true)"
+  if [ -n "$expiration" ]; then
+    remaining=$(($(date -u -d "$expiration" +%s) - $(date -u +%s)))
+  fi
+  if [ "$remaining" -gt "$min_remaining" ]; then
+    log "bootstrap token $BOOTSTRAP_TOKEN_ID valid for another $((remaining / 3600)) h; keeping it"
+    return 0
+  fi
+  log "bootstrap token $BOOTSTRAP_TOKEN_ID missing or expiring: issuing it for $2 h (until verification revokes it) for $3"
+  kctl apply -f - >/dev/null <<YAML || die "cannot write the bootstrap token"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bootstrap-token-$BOOTSTRAP_TOKEN_ID
+  namespace: kube-system
+type: bootstrap.kubernetes.io/token
+stringData:
+  description: "ha-k8s: join of $3"
+  token-id: "$BOOTSTRAP_TOKEN_ID"
+  token-secret: "${token#*.}"
+  expiration: "$(date -u -d "@$(($(date -u +%s) + ttl))" +%Y-%m-%dT%H:%M:%SZ)"
+  usage-bootstrap-authentication: "true"
+  usage-bootstrap-signing: "true"
+  auth-extra-groups: system:bootstrappers:kubeadm:default-node-token
+YAML
+}
+
+# member_answers <address>: the etcd member there answers its health endpoint, asked with this
+# machine's kubeadm-made healthcheck-client certificate (so only a member of this etcd CA's cluster).
+# shellcheck disable=SC2317 # called through retry
+member_answers() {
+  curl -sf --max-time 5 --cacert "$(root_path /etc/kubernetes/pki/etcd/ca.crt)" \
+    --cert "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.crt)" \
+    --key "$(root_path /etc/kubernetes/pki/etcd/healthcheck-client.key)" "https://$1:2379/health" >/dev/null
+}
+
+# remove_lost_member <etcdctl command> <node> <address> <instance id about to join>
+#
+# A control plane rebuilt after its VM was lost (pulumi up --refresh creates it again, at the same
+# address) finds its old etcd member still listed, and kubeadm join does not add a member whose peer
+# URL is listed: it starts the new, empty etcd as that old member (addMember in
+# cmd/kubeadm/app/util/etcd/etcd.go, v1.36.3: "The peer URL ... already exists. Skipping etcd member
+# addition"), which the cluster's log no longer fits. So the lost machine's member is removed, through
+# a healthy member, before the join, and only when everything says it is the lost one's: its endpoint
+# does not answer, and the Node of that name is absent or records another instance than the one
+# about to join. A control plane that is only down (same instance: its member comes back with its
+# data) and a live member are left alone.
+remove_lost_member() {
+  local etcdctl="$1" node="$2" ip="$3" joining="$4" peer="https://$3:2380" members member_id state recorded out
+  members="$(retry 3 "$etcdctl" member list)" ||
+    die "cannot list etcd's members through a healthy member; cannot prepare the join of $node"
+  member_id="$(grep -F "$peer," <<<"$members" | cut -d, -f1 | head -n 1 || true)"
+  if [ -z "$member_id" ]; then
+    log "no etcd member at $peer: $node joins as a new member"
+    return 0
+  fi
+  state="$(node_instance "$node")" ||
+    die "cannot read the Node $node ($state), so cannot tell whether etcd member $member_id at $peer is a lost machine's"
+  recorded=""
+  [ "$state" = absent ] || recorded="${state#present }"
+  if [ "$state" != absent ] && [ "$recorded" = "$joining" ]; then
+    log "etcd member $member_id is $node's own (its Node records instance $joining): keeping it"
+    return 0
+  fi
+  # A live member must never be taken for a lost one because of one slow answer: three tries.
+  if retry 3 member_answers "$ip"; then
+    if [ -z "$recorded" ]; then
+      # A live member whose Node records no instance (it joined before ids were recorded) or has
+      # none yet (an earlier join of this machine that stopped half-way): it is not a lost one.
+      log "etcd member $member_id at $peer answers and its Node records no other instance: keeping it"
+      return 0
+    fi
+    die "etcd member $member_id at $peer answers, yet the Node $node is instance $recorded, not instance $joining about to join: refusing to remove a live member; find out which machine answers at $ip"
+  fi
+  if [ "$state" != absent ] && [ -z "$recorded" ]; then
+    die "etcd member $member_id at $peer does not answer and its Node $node records no $INSTANCE_ANNOTATION (joined before ids were recorded): cannot tell a lost machine from a stopped one; if $node's machine is lost, remove the member on a control plane (etcdctl member remove $member_id) and run pulumi up again; if it is only stopped, start it"
+  fi
+  log "removing etcd member $member_id of the lost $node (${recorded:+instance $recorded, }not answering) before instance $joining joins at $peer"
+  if ! out="$(retry 4 "$etcdctl" member remove "$member_id" 2>&1)" && ! grep -q "member not found" <<<"$out"; then
+    printf '%s\n' "$out" >&2
+    die "etcd did not remove the lost member $member_id of $node (without a quorum of the others it cannot: restore etcd first, docs/operating.md \"Restore etcd\")"
+  fi
+  log "etcd member $member_id removed; $node joins as a new member"
+}
+
+# kubeadm_config_now <staged config> <copy>: the copy names kubeadm's own version. A staged
+# InitConfiguration names the version the cluster was created with (it must not change when the
+# cluster is upgraded), and kubeadm refuses one more than a minor older than itself. The copy may
+# hold secrets: root-only; the caller removes it.
+kubeadm_config_now() {
+  local version
+  version="$(kubeadm version -o short)" || die "cannot read kubeadm's version"
+  (umask 077 && sed "s/^kubernetesVersion: .*/kubernetesVersion: $version/" "$1" >"$2")
+}
+
+# node_joined <role>: this machine has joined (its kubelet runs with its credentials and, on a
+# control plane, its etcd and API server manifests are in place).
+node_joined() {
+  local manifests
+  manifests="$(root_path /etc/kubernetes/manifests)"
+  [ -f "$(root_path /etc/kubernetes/kubelet.conf)" ] && systemctl is-active --quiet kubelet || return 1
+  [ "$1" != control-plane ] || { [ -f "$manifests/etcd.yaml" ] && [ -f "$manifests/kube-apiserver.yaml" ]; }
+}
+
+# join_leftovers: what an earlier, unfinished join (or init) left, which kubeadm reset removes first.
+join_leftovers() {
+  [ -e "$(root_path /etc/kubernetes/kubelet.conf)" ] ||
+    [ -n "$(ls -A "$(root_path /etc/kubernetes/manifests)" 2>/dev/null)" ] ||
+    [ -n "$(ls -A "$(root_path /var/lib/etcd)" 2>/dev/null)" ]
+}

@@ -625,6 +625,80 @@ describeCluster("a real cluster on this machine", () => {
   );
 
   test(
+    "the first control plane (cp-1) lost outside Pulumi, rebuilt by the next pulumi up: it joins the cluster the others kept, with the keys Pulumi holds, never a second init",
+    async () => {
+      const [lost, witness] = controlPlanes();
+      await checks.kubectl(["create", "configmap", "cp1-proof", "--from-literal=kept=yes"]);
+      const clusterUid = await checks.kubectl(["get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}"]);
+      const others = (await checks.nodes()).filter((n) => n.name !== lost.name).map((n) => `${n.name} ${n.uid}`);
+      const before = await checks.etcdMembers(witness.name);
+      const oldMember = before.find((m) => m.name === lost.name);
+      expect(oldMember).toBeDefined();
+      const kept = before.filter((m) => m.name !== lost.name).map((m) => `${m.name} ${m.id}`);
+      const oldInstance = cluster.lab.machine(lost.name).instanceId;
+      // Its VM and disk gone: the others keep etcd's quorum, the API answers through HAProxy.
+      cluster.lab.destroyMachine(lost.name);
+      await waitFor(
+        `${lost.name}'s Node NotReady`,
+        async () => (await checks.nodes()).find((n) => n.name === lost.name)?.ready === false,
+        180_000,
+      );
+
+      const result = await cluster.up();
+      expectOk(result);
+      const newInstance = cluster.lab.machine(lost.name).instanceId;
+      expect(newInstance).not.toBe(oldInstance);
+      for (const id of [`${lost.name}/init`, `${lost.name}/cni`, `${lost.name}/kubeconfig`, "cluster/verify"])
+        expect(result.records.find((r) => r.id === id)).toMatchObject({ operation: "replace", ok: true });
+      const log = lines.join("\n");
+      expect(log).toContain("this is a rebuilt first control plane; it joins that cluster as a control plane");
+      expect(log).toMatch(new RegExp(`removing etcd member ${oldMember!.id} of the lost ${lost.name}`));
+
+      // The same cluster (no second init): its data, its kube-system namespace, its other Nodes.
+      expect(await checks.kubectl(["get", "configmap", "cp1-proof", "-o", "jsonpath={.data.kept}"])).toBe("yes");
+      expect(await checks.kubectl(["get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}"])).toBe(
+        clusterUid,
+      );
+      expect((await checks.nodes()).filter((n) => n.name !== lost.name).map((n) => `${n.name} ${n.uid}`)).toEqual(
+        others,
+      );
+      // etcd: the dead member gone, a new voter for the rebuilt machine, the others as they were.
+      const after = await checks.etcdMembers(witness.name);
+      expect(after.map((m) => m.name).sort()).toEqual(
+        controlPlanes()
+          .map((n) => n.name)
+          .sort(),
+      );
+      const rebuilt = after.find((m) => m.name === lost.name)!;
+      expect(rebuilt.id).not.toBe(oldMember!.id);
+      expect(rebuilt).toMatchObject({ peerUrl: `https://${lost.internalIp}:2380`, learner: false });
+      expect(after.filter((m) => m.name !== lost.name).map((m) => `${m.name} ${m.id}`)).toEqual(kept);
+      expect(await checks.etcdHealthyEndpoints(lost.name)).toHaveLength(controlPlanes().length);
+      await waitFor(
+        `${lost.name} Ready`,
+        async () => (await checks.nodes()).find((n) => n.name === lost.name)?.ready === true,
+        180_000,
+      );
+      expect(
+        await checks.kubectl([
+          "get",
+          "node",
+          lost.name,
+          "-o",
+          "jsonpath={.metadata.annotations.ha-k8s\\.io/instance-id}",
+        ]),
+      ).toBe(newInstance);
+      // Its etcd CA is the one Pulumi holds (the cluster was made with it), and the rejoin's own
+      // kubeconfig is gone; the verification revoked the join credentials again.
+      expect(
+        await checks.onMachine(lost.name, "cat /etc/kubernetes/pki/etcd/ca.crt; test ! -e /var/lib/ha-k8s/rejoin"),
+      ).toBe(cluster.secrets.values.controlPlaneKeys.etcdCaCertPem.trimEnd());
+      expect(await checks.joinTokens()).toEqual([]);
+    },
+    15 * 60_000,
+  );
+
+  test(
     "quorum lost (cp-2 and cp-3 gone): the restore refuses to touch anything until told the survivors, restores onto cp-1 alone, and pulumi up rebuilds the other two; the data is back",
     async () => {
       const unit = "ha-k8s-etcd-backup.service";

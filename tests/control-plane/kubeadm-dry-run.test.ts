@@ -14,6 +14,18 @@ import { run, runOk } from "./exec";
 import { machineConfig } from "./kubeadm-files";
 import { HOST_PATHS, fingerprint, useControlPlane } from "./suite";
 
+/** kubeadm-init.sh's staged shared keys and where it installs each under /etc/kubernetes/pki. */
+const INSTALLED_KEYS: Readonly<Record<string, string>> = {
+  "ca.crt": "ca.crt",
+  "ca.key": "ca.key",
+  "etcd-ca.crt": "etcd/ca.crt",
+  "etcd-ca.key": "etcd/ca.key",
+  "front-proxy-ca.crt": "front-proxy-ca.crt",
+  "front-proxy-ca.key": "front-proxy-ca.key",
+  "sa.key": "sa.key",
+  "sa.pub": "sa.pub",
+};
+
 const controlPlane = useControlPlane();
 
 /** The "X509v3 Subject Alternative Name" entries of a certificate, as openssl prints them. */
@@ -44,12 +56,13 @@ describe("kubeadm dry runs with the rendered configuration", () => {
     const stack = cp.stack;
     const node = stack.controlPlanes[0];
     const init = stack.step("init", node.name);
-    // A fresh first control plane: only the CA in its pki, as kubeadm-init.sh installs it.
+    // A fresh first control plane: the keys Pulumi made in its pki, as kubeadm-init.sh installs them.
     const machine = fs.mkdtempSync(path.join(cp.dir, "init-dry-run-"));
     const pki = path.join(machine, "etc/kubernetes/pki");
-    fs.mkdirSync(pki, { recursive: true });
-    fs.copyFileSync(stack.staged(init, "ca.crt"), path.join(pki, "ca.crt"));
-    fs.copyFileSync(stack.staged(init, "ca.key"), path.join(pki, "ca.key"));
+    fs.mkdirSync(path.join(pki, "etcd"), { recursive: true });
+    for (const [staged, file] of Object.entries(INSTALLED_KEYS)) {
+      fs.copyFileSync(stack.staged(init, staged), path.join(pki, file));
+    }
     const config = path.join(machine, "kubeadm-init.yaml");
     fs.writeFileSync(config, machineConfig(fs.readFileSync(stack.staged(init, "kubeadm-init.yaml"), "utf8"), pki), {
       mode: 0o600,
@@ -66,7 +79,19 @@ describe("kubeadm dry runs with the rendered configuration", () => {
       { env: { ...process.env, KUBEADM_INIT_DRYRUN_DIR: out } },
     );
     expect(result.code).toBe(0);
-    expect(result.output).toContain("[certs] Using existing ca certificate authority");
+    // kubeadm keeps every key it finds (certs.go, CreatePKIAssets; the "sa" pair in
+    // CreateServiceAccountKeyAndPublicKeyFiles): the cluster it makes trusts Pulumi's keys.
+    for (const kept of [
+      "[certs] Using existing ca certificate authority",
+      "[certs] Using existing front-proxy-ca certificate authority",
+      "[certs] Using existing etcd/ca certificate authority",
+    ]) {
+      expect(result.output).toContain(kept);
+    }
+    expect(fs.readFileSync(path.join(out, "etcd/ca.crt"), "utf8")).toBe(cp.ca.controlPlaneKeys.etcdCaCertPem);
+    expect(fs.readFileSync(path.join(out, "front-proxy-ca.crt"), "utf8")).toBe(
+      cp.ca.controlPlaneKeys.frontProxyCaCertPem,
+    );
     expect(result.output).toContain(
       `[dryrun] Wrote certificates, kubeconfig files and control plane manifests to the "${out}" directory`,
     );

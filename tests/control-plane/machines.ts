@@ -85,13 +85,15 @@ export async function prepareMachines(
   const [firstNode, ...others] = stack.controlPlanes;
   const first = machine(firstNode.name);
 
-  // The first control plane, as kubeadm-init.sh prepares it: the cluster CA in its pki, then
-  // kubeadm's certificates and every kubeconfig from the rendered configuration.
+  // The first control plane, as kubeadm-init.sh prepares it: the cluster CA and the other shared
+  // keys Pulumi made in its pki ("etcd-ca.crt" is etcd/ca.crt), then kubeadm's certificates and
+  // every kubeconfig from the rendered configuration.
   const initStep = stack.step("init", firstNode.name);
   const initConfig = fs.readFileSync(stack.staged(initStep, "kubeadm-init.yaml"), "utf8");
-  fs.mkdirSync(first.pki, { recursive: true });
-  fs.copyFileSync(stack.staged(initStep, "ca.crt"), path.join(first.pki, "ca.crt"));
-  fs.copyFileSync(stack.staged(initStep, "ca.key"), path.join(first.pki, "ca.key"));
+  fs.mkdirSync(path.join(first.pki, "etcd"), { recursive: true });
+  for (const file of SHARED_KEYS) {
+    fs.copyFileSync(stack.staged(initStep, file.replace("/", "-")), path.join(first.pki, file));
+  }
   fs.writeFileSync(first.kubeadmConfig, machineConfig(initConfig, first.pki), { mode: 0o600 });
   await kubeadm(["init", "phase", "certs", "all", "--config", first.kubeadmConfig]);
   await kubeadm(["init", "phase", "kubeconfig", "all", "--config", first.kubeadmConfig, "--kubeconfig-dir", first.kubernetesDir]); // prettier-ignore

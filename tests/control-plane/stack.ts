@@ -83,6 +83,7 @@ export function renderTestStack(
     caCertHash: caCertHash(ca.certPem),
     caCertPem: ca.certPem,
     caKeyPem: ca.keyPem,
+    controlPlaneKeys: ca.controlPlaneKeys,
     externalIp: TEST_EXTERNAL_IP,
     sshPrivateKey,
   };

@@ -50,6 +50,7 @@ function fakeState(type: string, name: string, inputs: Record<string, unknown>):
         privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\nfake-${name}-${"k".repeat(40)}\n-----END OPENSSH PRIVATE KEY-----\n`,
         privateKeyPem: `-----BEGIN PRIVATE KEY-----\nfake-${name}\n-----END PRIVATE KEY-----\n`,
         publicKeyOpenssh: `ssh-ed25519 AAAAfake${name}`,
+        publicKeyPem: `-----BEGIN PUBLIC KEY-----\nfake-${name}\n-----END PUBLIC KEY-----\n`,
       };
     case "tls:index/selfSignedCert:SelfSignedCert":
       return { ...inputs, certPem: TEST_CA_CERT };

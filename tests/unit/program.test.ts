@@ -228,6 +228,26 @@ describe("secrets", () => {
     expect(init).toContain("BEGIN PRIVATE KEY");
   });
 
+  test("Pulumi makes every key the control planes share, under kubeadm's names; they reach only the init step, in its secret stdin", () => {
+    const cas = dev.resources.filter((r) => r.type === "tls:index/selfSignedCert:SelfSignedCert");
+    expect(cas.map((r) => (r.inputs.subject as { commonName: string }).commonName).sort()).toEqual([
+      "etcd-ca",
+      "front-proxy-ca",
+      "kubernetes",
+    ]);
+    for (const ca of cas) expect([ca.name, ca.ignoreChanges]).toEqual([ca.name, expect.arrayContaining(["subject"])]);
+    const keys = ["etcd-ca", "front-proxy-ca", "service-account"].map((k) => `fake-ha-k8s-dev-pki-${k}`);
+    const carriers = dev.resources
+      .filter((r) => r.type === T.command && keys.some((k) => String(r.inputs.stdin ?? "").includes(k)))
+      .map((r) => r.name);
+    expect(carriers).toEqual(["ha-k8s-dev-cp-1-init"]);
+    const init = commandFor(dev, "ha-k8s-dev-cp-1/init");
+    for (const k of keys) expect(init.inputs.stdin).toContain(k);
+    expect(init.secretInputs).toContain("stdin");
+    // A rebuilt cp-1 joins with the keys on disk: its JoinConfiguration carries no certificate key.
+    expect(init.inputs.stdin).toMatch(/kind: JoinConfiguration[\s\S]*controlPlane:\n\s+localAPIEndpoint:/);
+  });
+
   test("commands without secrets keep their logs visible", () => {
     const prepare = commandFor(dev, "ha-k8s-dev-worker-1/prepare");
     expect(prepare.secretInputs).not.toContain("stdin");

@@ -67,6 +67,12 @@ describe("kubeadm configuration", () => {
       /only control planes and workers/,
     );
   });
+
+  test("a control plane with the shared keys on disk (a rebuilt first one) joins without the certificate key", () => {
+    const [cp] = docs(renderJoinConfiguration(plan, node("ha-k8s-cp-1"), RENDER_PLACEHOLDERS, { keysOnDisk: true }));
+    expect(cp.controlPlane).toEqual({ localAPIEndpoint: { advertiseAddress: "10.10.0.10", bindPort: 6443 } });
+    expect(cp.discovery.bootstrapToken.token).toBe(RENDER_PLACEHOLDERS.bootstrapToken);
+  });
 });
 
 describe("join secrets", () => {

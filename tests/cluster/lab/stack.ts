@@ -69,6 +69,7 @@ export async function makeSecrets(dir: string, clusterName: string): Promise<Lab
       caCertHash: caCertHash(ca.certPem),
       caCertPem: ca.certPem,
       caKeyPem: ca.keyPem,
+      controlPlaneKeys: ca.controlPlaneKeys,
       externalIp: TEST_EXTERNAL_IP,
       sshPrivateKey,
     },
