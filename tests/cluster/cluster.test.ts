@@ -636,6 +636,7 @@ describeCluster("a real cluster on this machine", () => {
       expect(oldMember).toBeDefined();
       const kept = before.filter((m) => m.name !== lost.name).map((m) => `${m.name} ${m.id}`);
       const oldInstance = cluster.lab.machine(lost.name).instanceId;
+      expect(await checks.onMachine(lost.name, "test -f /etc/kubernetes/super-admin.conf && echo init")).toBe("init");
       // Its VM and disk gone: the others keep etcd's quorum, the API answers through HAProxy.
       cluster.lab.destroyMachine(lost.name);
       await waitFor(
@@ -650,9 +651,14 @@ describeCluster("a real cluster on this machine", () => {
       expect(newInstance).not.toBe(oldInstance);
       for (const id of [`${lost.name}/init`, `${lost.name}/cni`, `${lost.name}/kubeconfig`, "cluster/verify"])
         expect(result.records.find((r) => r.id === id)).toMatchObject({ operation: "replace", ok: true });
-      const log = lines.join("\n");
-      expect(log).toContain("this is a rebuilt first control plane; it joins that cluster as a control plane");
-      expect(log).toMatch(new RegExp(`removing etcd member ${oldMember!.id} of the lost ${lost.name}`));
+      // It joined: kubeadm join writes no super-admin.conf, kubeadm init does (the old cp-1 had one).
+      expect(
+        await checks.onMachine(
+          lost.name,
+          "test -f /var/lib/ha-k8s/initialised && test -f /etc/kubernetes/admin.conf && " +
+            "test ! -e /etc/kubernetes/super-admin.conf && echo joined",
+        ),
+      ).toBe("joined");
 
       // The same cluster (no second init): its data, its kube-system namespace, its other Nodes.
       expect(await checks.kubectl(["get", "configmap", "cp1-proof", "-o", "jsonpath={.data.kept}"])).toBe("yes");
