@@ -553,6 +553,40 @@ describeCluster("a real cluster on this machine", () => {
     15 * 60_000,
   );
 
+  /**
+   * A lost control plane rebuilt: etcd (asked on `witness`) lists the dead member no more, a new
+   * started voter at the machine's address and the other members as they were, every endpoint
+   * healthy; its Node Ready and annotated with the new instance.
+   */
+  const expectRebuiltControlPlane = async (
+    lost: string,
+    oldMemberId: string,
+    keptMembers: readonly string[],
+    witness: string,
+    newInstance: string,
+  ) => {
+    const after = await checks.etcdMembers(witness);
+    expect(after.map((m) => m.name).sort()).toEqual(
+      controlPlanes()
+        .map((n) => n.name)
+        .sort(),
+    );
+    const rebuilt = after.find((m) => m.name === lost)!;
+    expect(rebuilt.id).not.toBe(oldMemberId);
+    const address = controlPlanes().find((n) => n.name === lost)!.internalIp;
+    expect(rebuilt).toMatchObject({ peerUrl: `https://${address}:2380`, learner: false });
+    expect(after.filter((m) => m.name !== lost).map((m) => `${m.name} ${m.id}`)).toEqual(keptMembers);
+    expect(await checks.etcdHealthyEndpoints(witness)).toHaveLength(controlPlanes().length);
+    await waitFor(
+      `${lost} Ready`,
+      async () => (await checks.nodes()).find((n) => n.name === lost)?.ready === true,
+      180_000,
+    );
+    expect(
+      await checks.kubectl(["get", "node", lost, "-o", "jsonpath={.metadata.annotations.ha-k8s\\.io/instance-id}"]),
+    ).toBe(newInstance);
+  };
+
   test(
     "a control plane (cp-2) lost outside Pulumi, rebuilt by the next pulumi up: its dead etcd member removed first, then it joins as a new one",
     async () => {
@@ -590,33 +624,8 @@ describeCluster("a real cluster on this machine", () => {
         new RegExp(`old delete of ${lost.name}/member .*SKIPPED: node ${lost.name} is now instance ${newInstance}`),
       );
 
-      // etcd: the dead member gone, a new one for the rebuilt machine (a started voter), the others as they were.
-      const after = await checks.etcdMembers(cp1());
-      expect(after.map((m) => m.name).sort()).toEqual(
-        controlPlanes()
-          .map((n) => n.name)
-          .sort(),
-      );
-      const rebuilt = after.find((m) => m.name === lost.name)!;
-      expect(rebuilt.id).not.toBe(oldMember!.id);
-      expect(rebuilt).toMatchObject({ peerUrl: `https://${lost.internalIp}:2380`, learner: false });
-      expect(after.filter((m) => m.name !== lost.name).map((m) => `${m.name} ${m.id}`)).toEqual(kept);
-      expect(await checks.etcdHealthyEndpoints(cp1())).toHaveLength(controlPlanes().length);
-      // Its Node Ready and annotated with the new instance; every other Node untouched.
-      await waitFor(
-        `${lost.name} Ready`,
-        async () => (await checks.nodes()).find((n) => n.name === lost.name)?.ready === true,
-        180_000,
-      );
-      expect(
-        await checks.kubectl([
-          "get",
-          "node",
-          lost.name,
-          "-o",
-          "jsonpath={.metadata.annotations.ha-k8s\\.io/instance-id}",
-        ]),
-      ).toBe(newInstance);
+      await expectRebuiltControlPlane(lost.name, oldMember!.id, kept, cp1(), newInstance);
+      // Every other Node untouched.
       expect((await checks.nodes()).filter((n) => n.name !== lost.name).map((n) => `${n.name} ${n.uid}`)).toEqual(
         others,
       );
@@ -636,7 +645,9 @@ describeCluster("a real cluster on this machine", () => {
       expect(oldMember).toBeDefined();
       const kept = before.filter((m) => m.name !== lost.name).map((m) => `${m.name} ${m.id}`);
       const oldInstance = cluster.lab.machine(lost.name).instanceId;
-      expect(await checks.onMachine(lost.name, "test -f /etc/kubernetes/super-admin.conf && echo init")).toBe("init");
+      expect((await checks.onMachine(lost.name, "test -f /etc/kubernetes/super-admin.conf && echo init")).trim()).toBe(
+        "init",
+      );
       // Its VM and disk gone: the others keep etcd's quorum, the API answers through HAProxy.
       cluster.lab.destroyMachine(lost.name);
       await waitFor(
@@ -653,11 +664,13 @@ describeCluster("a real cluster on this machine", () => {
         expect(result.records.find((r) => r.id === id)).toMatchObject({ operation: "replace", ok: true });
       // It joined: kubeadm join writes no super-admin.conf, kubeadm init does (the old cp-1 had one).
       expect(
-        await checks.onMachine(
-          lost.name,
-          "test -f /var/lib/ha-k8s/initialised && test -f /etc/kubernetes/admin.conf && " +
-            "test ! -e /etc/kubernetes/super-admin.conf && echo joined",
-        ),
+        (
+          await checks.onMachine(
+            lost.name,
+            "test -f /var/lib/ha-k8s/initialised && test -f /etc/kubernetes/admin.conf && " +
+              "test ! -e /etc/kubernetes/super-admin.conf && echo joined",
+          )
+        ).trim(),
       ).toBe("joined");
 
       // The same cluster (no second init): its data, its kube-system namespace, its other Nodes.
@@ -668,36 +681,13 @@ describeCluster("a real cluster on this machine", () => {
       expect((await checks.nodes()).filter((n) => n.name !== lost.name).map((n) => `${n.name} ${n.uid}`)).toEqual(
         others,
       );
-      // etcd: the dead member gone, a new voter for the rebuilt machine, the others as they were.
-      const after = await checks.etcdMembers(witness.name);
-      expect(after.map((m) => m.name).sort()).toEqual(
-        controlPlanes()
-          .map((n) => n.name)
-          .sort(),
-      );
-      const rebuilt = after.find((m) => m.name === lost.name)!;
-      expect(rebuilt.id).not.toBe(oldMember!.id);
-      expect(rebuilt).toMatchObject({ peerUrl: `https://${lost.internalIp}:2380`, learner: false });
-      expect(after.filter((m) => m.name !== lost.name).map((m) => `${m.name} ${m.id}`)).toEqual(kept);
-      expect(await checks.etcdHealthyEndpoints(lost.name)).toHaveLength(controlPlanes().length);
-      await waitFor(
-        `${lost.name} Ready`,
-        async () => (await checks.nodes()).find((n) => n.name === lost.name)?.ready === true,
-        180_000,
-      );
-      expect(
-        await checks.kubectl([
-          "get",
-          "node",
-          lost.name,
-          "-o",
-          "jsonpath={.metadata.annotations.ha-k8s\\.io/instance-id}",
-        ]),
-      ).toBe(newInstance);
+      await expectRebuiltControlPlane(lost.name, oldMember!.id, kept, witness.name, newInstance);
       // Its etcd CA is the one Pulumi holds (the cluster was made with it), and the rejoin's own
       // kubeconfig is gone; the verification revoked the join credentials again.
       expect(
-        await checks.onMachine(lost.name, "cat /etc/kubernetes/pki/etcd/ca.crt; test ! -e /var/lib/ha-k8s/rejoin"),
+        (
+          await checks.onMachine(lost.name, "cat /etc/kubernetes/pki/etcd/ca.crt; test ! -e /var/lib/ha-k8s/rejoin")
+        ).trimEnd(),
       ).toBe(cluster.secrets.values.controlPlaneKeys.etcdCaCertPem.trimEnd());
       expect(await checks.joinTokens()).toEqual([]);
     },
