@@ -61,6 +61,7 @@ export = async () => {
     bootstrapToken: pki.bootstrapToken,
     certificateKey: pki.certificateKey,
     controlPlaneKeys: pki.controlPlaneKeys,
+    outputKey: pki.outputKey,
   });
 
   return {

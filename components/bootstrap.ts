@@ -8,7 +8,7 @@ import * as command from "@pulumi/command";
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../render/config";
-import { publicKubeconfig } from "../render/kubeconfig";
+import { adminConfFromStepOutput, publicKubeconfig } from "../render/kubeconfig";
 import { ControlPlaneKeys } from "../render/kubeadm";
 import { API_PORT, Plan, Step, withBackupBucket } from "../render/plan";
 import { readScriptSources } from "../render/scripts";
@@ -43,6 +43,8 @@ export interface ClusterBootstrapArgs {
   readonly bootstrapToken: pulumi.Input<string>;
   readonly certificateKey: pulumi.Input<string>;
   readonly controlPlaneKeys: pulumi.Input<ControlPlaneKeys>;
+  /** Opens the kubeconfig step's sealed output (render/secrets.ts openSealedOutput). */
+  readonly outputKey: pulumi.Input<string>;
 }
 
 /** A step on a machine (remote) or a login check where `pulumi up` runs (local). */
@@ -60,27 +62,17 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     super("ha-k8s:index:ClusterBootstrap", name, {}, opts);
     const { config, plan } = args;
     const sources = readScriptSources();
-    const values: pulumi.Output<DeployValues> = pulumi
-      .all([
-        args.externalIp,
-        args.caCertPem,
-        args.caKeyPem,
-        args.caCertHash,
-        args.bootstrapToken,
-        args.certificateKey,
-        args.sshPrivateKey,
-        args.controlPlaneKeys,
-      ])
-      .apply(([externalIp, caCertPem, caKeyPem, caCertHash, bootstrapToken, certificateKey, sshPrivateKey, keys]) => ({
-        externalIp,
-        caCertPem,
-        caKeyPem,
-        caCertHash,
-        bootstrapToken,
-        certificateKey,
-        sshPrivateKey,
-        controlPlaneKeys: keys,
-      }));
+    const values: pulumi.Output<DeployValues> = pulumi.output({
+      externalIp: args.externalIp,
+      caCertPem: args.caCertPem,
+      caKeyPem: args.caKeyPem,
+      caCertHash: args.caCertHash,
+      bootstrapToken: args.bootstrapToken,
+      certificateKey: args.certificateKey,
+      outputKey: args.outputKey,
+      sshPrivateKey: args.sshPrivateKey,
+      controlPlaneKeys: args.controlPlaneKeys,
+    });
 
     const jumpHost = { host: args.externalIp, user: SSH_USER, privateKey: args.sshPrivateKey, ...DIAL };
     const connectionTo = (nodeName: string): command.types.input.remote.ConnectionArgs => {
@@ -118,9 +110,13 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       plan.steps.find((s) => s.kind === "upgrade-verify") ?? plan.steps.find((s) => s.kind === "verify");
     this.verified = lastVerification ? commands.get(lastVerification.id)!.stdout : pulumi.output("");
     const kubeconfigStep = plan.steps.find((s) => s.kind === "kubeconfig");
-    const adminConf = kubeconfigStep ? commands.get(kubeconfigStep.id)!.stdout : pulumi.output("");
+    const sealedAdminConf = kubeconfigStep ? commands.get(kubeconfigStep.id)!.stdout : undefined;
     this.kubeconfig = pulumi.secret(
-      pulumi.all([adminConf, args.externalIp]).apply(([conf, ip]) => publicKubeconfig(conf, ip, API_PORT)),
+      sealedAdminConf
+        ? pulumi
+            .all([sealedAdminConf, args.outputKey, args.externalIp])
+            .apply(([sealed, key, ip]) => publicKubeconfig(adminConfFromStepOutput(sealed, key), ip, API_PORT))
+        : pulumi.output(""),
     );
     this.registerOutputs({ steps: [...commands.keys()] });
   }

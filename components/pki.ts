@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { ControlPlaneKeys } from "../render/kubeadm";
-import { caCertHash, deriveJoinTokens } from "../render/secrets";
+import { caCertHash, deriveJoinTokens, deriveOutputKey } from "../render/secrets";
 
 export interface ClusterPkiArgs {
   readonly clusterName: string;
@@ -22,6 +22,8 @@ export class ClusterPki extends pulumi.ComponentResource {
   readonly bootstrapToken: pulumi.Output<string>;
   /** Secret. */
   readonly certificateKey: pulumi.Output<string>;
+  /** Secret: seals the kubeconfig step's output. */
+  readonly outputKey: pulumi.Output<string>;
   /** Secret (its private keys are; the whole object is marked). */
   readonly controlPlaneKeys: pulumi.Output<ControlPlaneKeys>;
 
@@ -63,6 +65,7 @@ export class ClusterPki extends pulumi.ComponentResource {
     this.caCertHash = caCert.certPem.apply(caCertHash);
     this.bootstrapToken = pulumi.secret(tokens.apply((t) => t.bootstrapToken));
     this.certificateKey = pulumi.secret(tokens.apply((t) => t.certificateKey));
+    this.outputKey = pulumi.secret(seed.privateKeyOpenssh).apply(deriveOutputKey);
     this.controlPlaneKeys = pulumi.secret(
       pulumi
         .all([

@@ -18,6 +18,7 @@ import {
   renderJoinConfiguration,
 } from "./kubeadm";
 import { DELETE_ONLY_KINDS, Plan, PlannedNode, SSH_USER, Step, StepKind, runsOnDeployer } from "./plan";
+import { SEALED_OUTPUT_ITERATIONS, SEALED_OUTPUT_PREFIX } from "./secrets";
 import { upgradeAddonVersions } from "./upgrade";
 import {
   SUPPORTED_KUBERNETES,
@@ -33,6 +34,8 @@ import {
 export interface DeployValues extends JoinSecrets, EndpointAddresses {
   readonly caCertPem: string;
   readonly caKeyPem: string;
+  /** Seals the kubeconfig step's output (render/secrets.ts openSealedOutput); secret. */
+  readonly outputKey: string;
   /** The etcd CA, the front-proxy CA and the service-account key pair (secret keys). */
   readonly controlPlaneKeys: ControlPlaneKeys;
   /** OpenSSH private key of the per-stack key pair; login checks on the deploying machine use it. */
@@ -479,7 +482,11 @@ function specFor(
     case "verify":
       return { script: "verify.sh", env: verifyEnv(plan), files: [] };
     case "kubeconfig":
-      return { script: "kubeconfig.sh", env: {}, files: [] };
+      return {
+        script: "kubeconfig.sh",
+        env: { SEALED_OUTPUT_PREFIX, SEALED_OUTPUT_ITERATIONS: String(SEALED_OUTPUT_ITERATIONS) },
+        files: [{ name: "output-key", content: values().outputKey, mode: 0o600, kind: "other", secret: true }],
+      };
     case "backup":
     case "snapshot":
       return backupSpec(config, plan, step, node(step.node));

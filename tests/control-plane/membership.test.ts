@@ -6,6 +6,7 @@
 // report Ready or not, as a kubelet would. Tests run in order; each leaves the cluster as the next
 // expects it.
 
+import { openSealedOutput } from "../../render/secrets";
 import * as fs from "fs";
 import * as path from "path";
 import { apiRequest, credentialsFromKubeconfig } from "./api";
@@ -279,13 +280,15 @@ describe("membership scripts, as rendered, against the real API server and etcd"
     expect(result.output).toContain(`FAILED: no started etcd voting member at ${gone.internalIp}`);
   }, 120_000);
 
-  test("kubeconfig.sh prints the admin kubeconfig, which works and is bound by RBAC (not system:masters)", async () => {
+  test("kubeconfig.sh prints the admin kubeconfig sealed; opened with the stack's key it works and is bound by RBAC (not system:masters)", async () => {
     const cp = controlPlane();
     const result = await runStep(cp, cp.stack.step("kubeconfig", cp.stack.controlPlanes[0].name));
     expect(result.code).toBe(0);
-    expect(result.stdout === fs.readFileSync(cp.first.adminConf, "utf8")).toBe(true);
+    expect(result.stdout).not.toContain("client-key-data");
+    const opened = openSealedOutput(result.stdout, cp.stack.values.outputKey);
+    expect(opened === fs.readFileSync(cp.first.adminConf, "utf8")).toBe(true);
     const conf = path.join(cp.dir, "kubeconfig-output");
-    fs.writeFileSync(conf, result.stdout, { mode: 0o600 });
+    fs.writeFileSync(conf, opened, { mode: 0o600 });
     const me = await cp.kubectl(
       ["auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"],
       {

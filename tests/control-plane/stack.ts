@@ -12,7 +12,7 @@ import { ClusterConfig, formatIssues, resolveConfig } from "../../render/config"
 import { DeployedState, Plan, PlannedNode, Step, StepKind } from "../../render/plan";
 import { readProjectFile, readStackFile } from "../../render/project";
 import { readScriptSources } from "../../render/scripts";
-import { caCertHash, deriveJoinTokens } from "../../render/secrets";
+import { caCertHash, deriveJoinTokens, deriveOutputKey } from "../../render/secrets";
 import { DeployValues } from "../../render/steps";
 import { registerSecret } from "./exec";
 import { ClusterCa } from "./pki";
@@ -70,9 +70,15 @@ export function renderTestStack(
   name = TEST_STACK,
   deployed: DeployedState = {},
 ): TestStack {
-  const tokens = deriveJoinTokens(randomBytes(32).toString("hex"));
+  const seed = randomBytes(32).toString("hex");
+  const tokens = { ...deriveJoinTokens(seed), outputKey: deriveOutputKey(seed) };
   // As they are, and as a Secret's data shows them (base64).
-  for (const secret of [tokens.bootstrapToken, tokens.bootstrapToken.split(".")[1], tokens.certificateKey]) {
+  for (const secret of [
+    tokens.bootstrapToken,
+    tokens.bootstrapToken.split(".")[1],
+    tokens.certificateKey,
+    tokens.outputKey,
+  ]) {
     registerSecret(secret);
     registerSecret(Buffer.from(secret).toString("base64"));
   }

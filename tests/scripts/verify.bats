@@ -97,16 +97,29 @@ https://10.10.0.11:2379 is unhealthy: failed to commit proposal: context deadlin
   assert_output --partial "FAILED: the etcd member at 10.10.0.11 is not healthy"
 }
 
-@test "kubeconfig: prints admin.conf, never super-admin.conf" {
+kubeconfig_env() {
+  export SEALED_OUTPUT_PREFIX=ha-k8s-sealed-v1: SEALED_OUTPUT_ITERATIONS=100000
+  printf '%s\n' "$CERT_KEY" >"$HA_K8S_STAGE/output-key"
+}
+
+@test "kubeconfig: prints admin.conf sealed with the output key (real openssl), never in clear, never super-admin.conf" {
+  kubeconfig_env
   mkdir -p "$HA_K8S_ROOT/etc/kubernetes"
-  echo "admin kubeconfig" >"$HA_K8S_ROOT/etc/kubernetes/admin.conf"
+  printf 'admin kubeconfig\nclient-key-data: SECRETKEY\n' >"$HA_K8S_ROOT/etc/kubernetes/admin.conf"
   echo "SUPER" >"$HA_K8S_ROOT/etc/kubernetes/super-admin.conf"
   run_script kubeconfig.sh
   assert_success
-  assert_output "admin kubeconfig"
+  refute_output --partial "SECRETKEY"
+  refute_output --partial "SUPER"
+  [[ "$output" =~ ^ha-k8s-sealed-v1:U2FsdGVkX1[A-Za-z0-9+/=]+$ ]] # base64 of "Salted__..."
+  # openssl opens it with the same key, and only with it.
+  run bash -c "printf '%s' '${output#ha-k8s-sealed-v1:}' | openssl enc -d -aes-256-cbc -pbkdf2 -iter 100000 -md sha256 -a -A -pass 'file:$HA_K8S_STAGE/output-key'"
+  assert_success
+  assert_output "$(printf 'admin kubeconfig\nclient-key-data: SECRETKEY')"
 }
 
 @test "kubeconfig: a missing admin.conf is an error" {
+  kubeconfig_env
   run_script kubeconfig.sh
   assert_failure
   assert_output --partial "admin.conf is missing"

@@ -1,3 +1,5 @@
+import { createCipheriv, pbkdf2Sync, randomBytes } from "crypto";
+import { SEALED_OUTPUT_ITERATIONS, SEALED_OUTPUT_PREFIX } from "../../render/secrets";
 // Fixed inputs shared by the unit tests.
 
 import * as fs from "fs";
@@ -18,6 +20,18 @@ mbFMwA==
 `;
 /** `openssl x509 -pubkey | openssl pkey -pubin -outform der | sha256sum` of TEST_CA_CERT. */
 export const TEST_CA_CERT_HASH = "sha256:7c55f89c822bb72287bbc995eb3d379b541ab8913f1cacae9d03b522bc4b64dd";
+
+/**
+ * What scripts/kubeconfig.sh prints for `plain`: openssl enc's format (render/secrets.ts
+ * openSealedOutput), made here with node:crypto for the mocks; tests/unit/render.test.ts checks the
+ * real openssl's output opens the same way.
+ */
+export function sealLikeKubeconfigSh(plain: string, outputKey: string, salt = randomBytes(8)): string {
+  const derived = pbkdf2Sync(outputKey, salt, SEALED_OUTPUT_ITERATIONS, 48, "sha256");
+  const cipher = createCipheriv("aes-256-cbc", derived.subarray(0, 32), derived.subarray(32, 48));
+  const body = Buffer.concat([Buffer.from("Salted__"), salt, cipher.update(plain, "utf8"), cipher.final()]);
+  return `${SEALED_OUTPUT_PREFIX}${body.toString("base64")}\n`;
+}
 
 export const FAKE_ADMIN_CONF = [
   "apiVersion: v1",

@@ -1,7 +1,12 @@
 // Mock provider behaviour shared by the jest harness (harness.ts) and the out-of-jest runner
 // (run-program.ts). No jest APIs here.
 
-import { FAKE_ADMIN_CONF, TEST_CA_CERT } from "./fixtures";
+import { FAKE_ADMIN_CONF, TEST_CA_CERT, sealLikeKubeconfigSh } from "./fixtures";
+import { deriveOutputKey } from "../../render/secrets";
+
+/** The mocks' tls.PrivateKey privateKeyOpenssh for a resource name. */
+const fakeOpenssh = (name: string) =>
+  `-----BEGIN OPENSSH PRIVATE KEY-----\nfake-${name}-${"k".repeat(40)}\n-----END OPENSSH PRIVATE KEY-----\n`;
 
 /** Stack values; undefined removes a key (gcp:project is set unless removed). */
 export type ConfigValues = Record<string, string | number | readonly string[] | undefined>;
@@ -47,7 +52,7 @@ function fakeState(type: string, name: string, inputs: Record<string, unknown>):
     case "tls:index/privateKey:PrivateKey":
       return {
         ...inputs,
-        privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\nfake-${name}-${"k".repeat(40)}\n-----END OPENSSH PRIVATE KEY-----\n`,
+        privateKeyOpenssh: fakeOpenssh(name),
         privateKeyPem: `-----BEGIN PRIVATE KEY-----\nfake-${name}\n-----END PRIVATE KEY-----\n`,
         publicKeyOpenssh: `ssh-ed25519 AAAAfake${name}`,
         publicKeyPem: `-----BEGIN PUBLIC KEY-----\nfake-${name}\n-----END PUBLIC KEY-----\n`,
@@ -57,7 +62,13 @@ function fakeState(type: string, name: string, inputs: Record<string, unknown>):
     case "command:remote:Command":
       return {
         ...inputs,
-        stdout: name.endsWith("kubeconfig") ? FAKE_ADMIN_CONF : "",
+        // kubeconfig.sh's sealed admin.conf, with the key the program derives from its join seed.
+        stdout: name.endsWith("-cp-1-kubeconfig")
+          ? sealLikeKubeconfigSh(
+              FAKE_ADMIN_CONF,
+              deriveOutputKey(fakeOpenssh(name.replace(/-cp-1-kubeconfig$/, "-pki-join-seed"))),
+            )
+          : "",
         stderr: "",
       };
     default:

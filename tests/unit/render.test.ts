@@ -4,9 +4,17 @@ import { ClusterConfig, RawConfig, resolveConfig } from "../../render/config";
 import { readProjectFile } from "../../render/project";
 import { buildPlan } from "../../render/plan";
 import { renderInitConfiguration, renderJoinConfiguration, CRI_SOCKET } from "../../render/kubeadm";
-import { RENDER_PLACEHOLDERS, caCertHash, deriveJoinTokens } from "../../render/secrets";
+import {
+  RENDER_PLACEHOLDERS,
+  SEALED_OUTPUT_ITERATIONS,
+  SEALED_OUTPUT_PREFIX,
+  caCertHash,
+  deriveJoinTokens,
+  deriveOutputKey,
+  openSealedOutput,
+} from "../../render/secrets";
 import { renderBundle, shellQuote, stageDir } from "../../render/bundle";
-import { publicKubeconfig } from "../../render/kubeconfig";
+import { adminConfFromStepOutput, publicKubeconfig } from "../../render/kubeconfig";
 import { renderCrioDropIn, renderRegistriesDropIn } from "../../render/crio";
 import { parse as parseToml } from "smol-toml";
 import { readScriptSources } from "../../render/scripts";
@@ -14,7 +22,10 @@ import { renderStepCommand } from "../../render/steps";
 import { SUPPORTED_KUBERNETES } from "../../render/versions";
 import { renderCalicoResources } from "../../render/calico";
 import { renderCloudConfig } from "../../render/cloudinit";
-import { TEST_CA_CERT, TEST_CA_CERT_HASH, FAKE_ADMIN_CONF } from "./fixtures";
+import { TEST_CA_CERT, TEST_CA_CERT_HASH, FAKE_ADMIN_CONF, sealLikeKubeconfigSh } from "./fixtures";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 
 const config: ClusterConfig = resolveConfig({ workerCount: 2 }, readProjectFile().defaults).config!;
 const plan = buildPlan(config);
@@ -72,6 +83,32 @@ describe("kubeadm configuration", () => {
     const [cp] = docs(renderJoinConfiguration(plan, node("ha-k8s-cp-1"), RENDER_PLACEHOLDERS, { keysOnDisk: true }));
     expect(cp.controlPlane).toEqual({ localAPIEndpoint: { advertiseAddress: "10.10.0.10", bindPort: 6443 } });
     expect(cp.discovery.bootstrapToken.token).toBe(RENDER_PLACEHOLDERS.bootstrapToken);
+  });
+});
+
+describe("the kubeconfig step's sealed output", () => {
+  test("what the real openssl seals (kubeconfig.sh's command) opens with the output key, and with no other", () => {
+    const key = deriveOutputKey("s".repeat(64));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sealed-"));
+    fs.writeFileSync(path.join(dir, "output-key"), `${key}\n`, { mode: 0o600 });
+    fs.writeFileSync(path.join(dir, "admin.conf"), FAKE_ADMIN_CONF);
+    const sealed = execFileSync(
+      "openssl",
+      ["enc", "-aes-256-cbc", "-pbkdf2", "-iter", String(SEALED_OUTPUT_ITERATIONS), "-md", "sha256", "-salt",
+        "-pass", `file:${path.join(dir, "output-key")}`, "-in", path.join(dir, "admin.conf"), "-a", "-A"], // prettier-ignore
+      { encoding: "utf8" },
+    );
+    fs.rmSync(dir, { recursive: true });
+    const printed = `${SEALED_OUTPUT_PREFIX}${sealed}\n`;
+    expect(printed).not.toContain("certificate-authority-data");
+    expect(openSealedOutput(printed, key)).toBe(FAKE_ADMIN_CONF);
+    expect(() => openSealedOutput(printed, deriveOutputKey("t".repeat(64)))).toThrow();
+    expect(() => openSealedOutput(FAKE_ADMIN_CONF, key)).toThrow(/not sealed/);
+    // A stack last updated before outputs were sealed still holds admin.conf in clear: taken as it is.
+    expect(adminConfFromStepOutput(printed, key)).toBe(FAKE_ADMIN_CONF);
+    expect(adminConfFromStepOutput(FAKE_ADMIN_CONF, key)).toBe(FAKE_ADMIN_CONF);
+    // The mocks' sealer writes the same format.
+    expect(openSealedOutput(sealLikeKubeconfigSh(FAKE_ADMIN_CONF, key), key)).toBe(FAKE_ADMIN_CONF);
   });
 });
 

@@ -6,6 +6,7 @@ import * as path from "path";
 import { PreviousOutputs, changeProblems, formatRefusal, immutableSettingsOf } from "../../../render/changes";
 import { ClusterConfig, RawConfig } from "../../../render/config";
 import { publicKubeconfig } from "../../../render/kubeconfig";
+import { openSealedOutput } from "../../../render/secrets";
 import { renderBundle } from "../../../render/bundle";
 import { API_PORT, Step } from "../../../render/plan";
 import { ADMIN_KUBECONFIG } from "../../../render/steps";
@@ -200,7 +201,11 @@ export class LabCluster {
     const step = this.stack.plan.steps.find((s) => s.kind === "kubeconfig");
     const stdout = step ? this.state.resources[step.id]?.stdout : undefined;
     if (!stdout) throw new Error("no kubeconfig yet: the kubeconfig step has not run");
-    return publicKubeconfig(stdout, this.secrets.values.externalIp, API_PORT);
+    return publicKubeconfig(
+      openSealedOutput(stdout, this.secrets.values.outputKey),
+      this.secrets.values.externalIp,
+      API_PORT,
+    );
   }
 
   get mirror(): string {

@@ -13,7 +13,7 @@ import { ClusterConfig, RawConfig, formatIssues, resolveConfig } from "../../../
 import { DeployedState, Plan, buildPlan } from "../../../render/plan";
 import { readProjectFile, readStackFile } from "../../../render/project";
 import { readScriptSources } from "../../../render/scripts";
-import { caCertHash, deriveJoinTokens } from "../../../render/secrets";
+import { caCertHash, deriveJoinTokens, deriveOutputKey } from "../../../render/secrets";
 import { DeployValues } from "../../../render/steps";
 import { registerSecret } from "../../control-plane/exec";
 import { createClusterCa } from "../../control-plane/pki";
@@ -52,8 +52,14 @@ export interface LabSecrets {
 export async function makeSecrets(dir: string, clusterName: string): Promise<LabSecrets> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const ca = await createClusterCa(path.join(dir, "pki"), clusterName);
-  const tokens = deriveJoinTokens(randomBytes(32).toString("hex"));
-  for (const secret of [tokens.bootstrapToken, tokens.bootstrapToken.split(".")[1], tokens.certificateKey]) {
+  const seed = randomBytes(32).toString("hex");
+  const tokens = { ...deriveJoinTokens(seed), outputKey: deriveOutputKey(seed) };
+  for (const secret of [
+    tokens.bootstrapToken,
+    tokens.bootstrapToken.split(".")[1],
+    tokens.certificateKey,
+    tokens.outputKey,
+  ]) {
     registerSecret(secret);
     registerSecret(Buffer.from(secret).toString("base64"));
   }
