@@ -179,7 +179,6 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       deleteBeforeReplace: resource.deleteBeforeReplace,
       customTimeouts: resource.timeouts,
       aliases: resource.formerNames.map((name) => ({ name })),
-      ignoreChanges: [...resource.ignoreChanges],
       // Steps on their own machine: no delete (no SSH dial) when their VM is deleted with them.
       deletedWith: resource.deletedWith === undefined ? undefined : instanceOf(resource.deletedWith),
     };

@@ -41,8 +41,6 @@ export interface StepResource {
   readonly rerunWhenReplaced: readonly string[];
   /** The old step's delete runs before the new one is created (the old machine's undo first). */
   readonly deleteBeforeReplace: boolean;
-  /** Input changes that do not run the step again (init: a script edit must not re-run it). */
-  readonly ignoreChanges: readonly "stdin"[];
   /** The bundle and the outputs are secret (stdout, stderr): only stderr is logged. */
   readonly secret: boolean;
   /** The bundle names the backup bucket, which Pulumi names at deploy time. */
@@ -69,9 +67,11 @@ export function stepResource(
     deletedWith: deletedWithMachine(step),
     rerunWhenReplaced: step.rerunWhenReplaced,
     deleteBeforeReplace: deleteCommand !== undefined,
-    // Init never runs again on a running cluster (kubeadm-init.sh would only find it initialised);
-    // a change of its inputs (a script edit) must not run it again: only a new VM (triggers) does.
-    ignoreChanges: step.kind === "init" ? ["stdin"] : [],
+    // No step ignores a change of its bundle, init included: the engine puts an ignored input back to
+    // its stored value whenever the resource has an old state, a replacement included
+    // (processIgnoreChanges under `if hasOld` in pkg/resource/deploy/step_generator.go), so a cp-1
+    // rebuilt after a loss would run the bundle stored when the stack was created. A changed bundle
+    // runs kubeadm-init.sh again instead, which finds the cluster initialised and does nothing.
     secret: traits.secret,
     usesBucket: step.kind === "backup" || step.kind === "snapshot",
     timeouts: stepTimeouts(plan, step),

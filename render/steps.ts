@@ -383,8 +383,12 @@ function specFor(
           NODE_IP: subject!.internalIp,
           NODE_ROLE: subject!.role,
           API_ENDPOINT: apiEndpoint,
+          // cp-2 and cp-3: scaling never removes them (the highest index goes first), so the bundle
+          // does not change with controlPlaneCount (a change would run this step again); the rejoin
+          // asks the API for the others.
           OTHER_CONTROL_PLANE_IPS: plan.nodes
             .filter((n) => n.role === "control-plane" && n.name !== subject!.name)
+            .slice(0, 2)
             .map((n) => n.internalIp)
             .join(" "),
           TOKEN_TTL_HOURS: String(JOIN_CREDENTIALS_TTL_HOURS),

@@ -4,18 +4,19 @@
 # service-account key pair), and the token and certificate key in the staged config (nothing
 # scraped later). kubeadm init keeps keys it finds in its pki.
 #
-# Inputs (environment): NODE_NAME, NODE_IP, API_ENDPOINT (load balancer ip:port),
-#   OTHER_CONTROL_PLANE_IPS, TOKEN_TTL_HOURS.
+# Inputs (environment): NODE_NAME, NODE_IP, API_ENDPOINT (load balancer ip:port), TOKEN_TTL_HOURS,
+#   OTHER_CONTROL_PLANE_IPS (cp-2 and cp-3, which scaling never removes; empty with one control plane).
 # Inputs (staged files): kubeadm-init.yaml (Init/Cluster/KubeletConfiguration; secret),
 #   kubeadm-join.yaml (a control plane's JoinConfiguration without the certificate key; secret),
 #   bootstrap-token (secret), ca.crt, ca.key, etcd-ca.crt, etcd-ca.key, front-proxy-ca.crt,
 #   front-proxy-ca.key, sa.key, sa.pub (the keys secret); join.sh next to this script.
 #
-# Safe to run again: an initialised cluster (API answering, cluster-info, kubeadm-config and CoreDNS
-# present) is left alone; one whose init stopped after the API came up gets kubeadm's remaining
-# phases (each idempotent); an attempt that stopped before etcd held anything is reset and run
-# again. A node that holds the cluster's etcd data is never reset, even while its API does not
-# answer.
+# Safe to run again (a new release's bundle runs it again on a running cluster): an initialised
+# cluster (API answering, cluster-info, kubeadm-config and CoreDNS present) is left alone; one whose
+# init stopped after the API came up gets kubeadm's remaining phases (each idempotent); an attempt
+# that stopped before etcd held anything is reset and run again. The first control plane that holds
+# the cluster's etcd data is never reset, even while its API does not answer. (A rebuilt one whose
+# join stopped half-way is: its member then holds no data the others lack.)
 #
 # Never a second cluster: when the endpoint already serves one and this machine has no admin.conf,
 # the first control plane's VM was lost and created again (pulumi up --refresh) while the others
@@ -36,6 +37,8 @@ MARKER="$(root_path /var/lib/ha-k8s/initialised)"
 REJOIN_MARKER="$(root_path /var/lib/ha-k8s/rejoining)"
 # The rejoin's own kubeconfig, made from the cluster CA (kctl adds root_path); removed after.
 REJOIN_DIR=/var/lib/ha-k8s/rejoin
+# The staged InitConfiguration at kubeadm's own version, for the rejoin's phases; removed after.
+CONFIG_NOW="$HA_K8S_STAGE/kubeadm-init.current.yaml"
 
 admin() { kubectl --kubeconfig "$ADMIN_CONF" --request-timeout=10s "$@"; }
 api_ready() { admin get --raw /readyz >/dev/null 2>&1; }
@@ -80,10 +83,14 @@ etcdctl_through_api() {
 }
 
 # Some other control plane's etcd answers this machine's client certificate, made from the stack's
-# etcd CA: the cluster trusts the keys Pulumi holds.
+# etcd CA: the cluster trusts the keys Pulumi holds. Asked: cp-2, cp-3, and every control-plane Node
+# the API lists.
 etcd_trusts_stack_keys() {
-  local ip
-  for ip in $OTHER_CONTROL_PLANE_IPS; do
+  local ip listed
+  listed="$(kctl get nodes -l node-role.kubernetes.io/control-plane \
+    -o jsonpath='{range .items[*]}{.status.addresses[?(@.type=="InternalIP")].address}{" "}{end}' 2>/dev/null || true)"
+  for ip in $OTHER_CONTROL_PLANE_IPS $listed; do
+    [ "$ip" != "$NODE_IP" ] || continue
     retry 2 member_answers "$ip" && return 0
   done
   return 1
@@ -99,7 +106,7 @@ etcd_trusts_stack_keys() {
 # cmd/kubeadm/app/cmd/phases/join/controlplaneprepare.go, and its preflight checks the shared keys
 # instead: SharedCertificateExists).
 rejoin_cluster() {
-  local current joining rc=0
+  local joining rc=0
   [ -n "${OTHER_CONTROL_PLANE_IPS// /}" ] ||
     die "a Kubernetes API already answers at $API_ENDPOINT but this node has no admin.conf, and there is no other control plane to join: refusing to create a second cluster (see docs/operating.md, 'The first control plane')"
   mkdir -p "$(dirname "$REJOIN_MARKER")" && touch "$REJOIN_MARKER"
@@ -112,15 +119,15 @@ rejoin_cluster() {
       run_redacted kubeadm reset -f || die "kubeadm reset failed"
     fi
     install_shared_keys
-    current="$HA_K8S_STAGE/kubeadm-init.current.yaml"
-    kubeadm_config_now "$CONFIG" "$current"
+    # Neither the config copy (token, certificate key) nor the rejoin's admin kubeconfig outlives the step.
+    trap 'rm -rf "$CONFIG_NOW" "$(root_path "$REJOIN_DIR")"' EXIT
+    kubeadm_config_now "$CONFIG" "$CONFIG_NOW"
     rm -rf "$(root_path "$REJOIN_DIR")"
     (umask 077 && mkdir -p "$(root_path "$REJOIN_DIR")")
-    trap 'rm -rf "$(root_path "$REJOIN_DIR")"' EXIT
-    { run_redacted kubeadm init phase certs etcd-healthcheck-client --config "$current" &&
-      run_redacted kubeadm init phase kubeconfig admin --config "$current" --kubeconfig-dir "$(root_path "$REJOIN_DIR")"; } ||
+    { run_redacted kubeadm init phase certs etcd-healthcheck-client --config "$CONFIG_NOW" &&
+      run_redacted kubeadm init phase kubeconfig admin --config "$CONFIG_NOW" --kubeconfig-dir "$(root_path "$REJOIN_DIR")"; } ||
       rc=$?
-    rm -f "$current"
+    rm -f "$CONFIG_NOW"
     [ "$rc" -eq 0 ] || die "kubeadm could not make an etcd client certificate and an admin kubeconfig from the stack's keys"
     KUBECONFIG_PATH="$REJOIN_DIR/admin.conf"
     wait_until 24 "the API at $API_ENDPOINT" kctl get --raw /readyz || die "the API at $API_ENDPOINT does not answer $NODE_NAME's admin credentials (made from the stack's cluster CA)"
@@ -170,7 +177,22 @@ if [ -f "$ADMIN_CONF" ] && api_ready; then
   exit 0
 fi
 
-if [ ! -f "$ADMIN_CONF" ] && curl -ksf --max-time 5 "https://$API_ENDPOINT/version" >/dev/null 2>&1; then
+# A cluster already answers: at the endpoint, or at another control plane's API (on a first
+# deployment nothing does: their joins wait for this init). Two looks, HA_K8S_SLEEP apart: one lost
+# answer must not start a second cluster.
+cluster_answers() {
+  local look ip
+  for look in 1 2; do
+    curl -ksf --max-time 5 "https://$API_ENDPOINT/version" >/dev/null 2>&1 && return 0
+    for ip in $OTHER_CONTROL_PLANE_IPS; do
+      curl -ksf --max-time 5 "https://$ip:6443/version" >/dev/null 2>&1 && return 0
+    done
+    [ "$look" -eq 2 ] || sleep "$HA_K8S_SLEEP"
+  done
+  return 1
+}
+
+if [ ! -f "$ADMIN_CONF" ] && cluster_answers; then
   rejoin_cluster
   exit 0
 fi

@@ -244,6 +244,8 @@ describe("secrets", () => {
     const init = commandFor(dev, "ha-k8s-dev-cp-1/init");
     for (const k of keys) expect(init.inputs.stdin).toContain(k);
     expect(init.secretInputs).toContain("stdin");
+    // Never an ignored bundle: the engine would give a replaced init (a rebuilt cp-1) its stored one.
+    expect(init.ignoreChanges).toEqual([]);
     // A rebuilt cp-1 joins with the keys on disk: its JoinConfiguration carries no certificate key.
     expect(init.inputs.stdin).toMatch(/kind: JoinConfiguration[\s\S]*controlPlane:\n\s+localAPIEndpoint:/);
   });

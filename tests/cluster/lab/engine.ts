@@ -235,7 +235,7 @@ export class Engine {
           let operation: Operation;
           if (!old) operation = "create";
           else if (old.triggers.join(",") !== want.triggers.join(",")) operation = "replace";
-          else if (old.stdinHash !== stdinHash && !want.resource.ignoreChanges.includes("stdin")) operation = "update";
+          else if (old.stdinHash !== stdinHash) operation = "update";
           else operation = inputs.rerunAll && want.resource.create !== undefined ? "update" : "same";
           if (operation === "same") {
             finish("same", true);
