@@ -30,8 +30,8 @@ export interface JoinSecrets {
 /**
  * The keys every control plane shares besides the cluster CA: the etcd CA, the front-proxy CA and
  * the service-account signing key pair (kubeadm's "shared certificates", copycerts.go). Pulumi makes
- * them (components/pki.ts), as Cluster API's KubeadmControlPlane keeps them in Secrets of the
- * management cluster, so a rebuilt first control plane can join with them although no machine that
+ * them (components/pki.ts), as Cluster API keeps them in Secrets of the management cluster
+ * (<cluster>-ca, -etcd, -proxy, -sa: cluster-api.sigs.k8s.io/tasks/certs/using-custom-certificates), so a rebuilt first control plane can join with them although no machine that
  * holds them can run its steps (kubeadm-init.sh). kubeadm init keeps keys it finds in its pki.
  */
 export interface ControlPlaneKeys {

@@ -7,7 +7,8 @@
 #
 # Inputs (environment): SEALED_OUTPUT_PREFIX, SEALED_OUTPUT_ITERATIONS.
 # Inputs (staged files): output-key (secret). Safe to run again: it only reads. openssl is there:
-# ca-certificates, which prepare-node.sh installs, depends on it (Debian and Ubuntu).
+# ca-certificates, which prepare-node.sh installs, depends on it (Debian bookworm's, checked with
+# apt-cache here; Ubuntu's package is assumed the same, not checked).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -63,16 +63,13 @@ export function testStackConfig(stack: string = TEST_STACK, kubernetesMinor?: st
  * Renders the stack as `npm run render` does; with `deployed` (what the stack's last deployment
  * left, e.g. an older kubernetesVersion), the plan holds that change (an upgrade's steps).
  */
-export function renderTestStack(
-  dir: string,
-  ca: ClusterCa,
-  config: ClusterConfig,
-  name = TEST_STACK,
-  deployed: DeployedState = {},
-): TestStack {
+/**
+ * The token, certificate key and output key, derived from a fresh seed as components/pki.ts derives
+ * them, each registered for redaction as it is and as a Secret's data shows it (base64).
+ */
+export function makeTestTokens(): Pick<DeployValues, "bootstrapToken" | "certificateKey" | "outputKey"> {
   const seed = randomBytes(32).toString("hex");
   const tokens = { ...deriveJoinTokens(seed), outputKey: deriveOutputKey(seed) };
-  // As they are, and as a Secret's data shows them (base64).
   for (const secret of [
     tokens.bootstrapToken,
     tokens.bootstrapToken.split(".")[1],
@@ -82,6 +79,17 @@ export function renderTestStack(
     registerSecret(secret);
     registerSecret(Buffer.from(secret).toString("base64"));
   }
+  return tokens;
+}
+
+export function renderTestStack(
+  dir: string,
+  ca: ClusterCa,
+  config: ClusterConfig,
+  name = TEST_STACK,
+  deployed: DeployedState = {},
+): TestStack {
+  const tokens = makeTestTokens();
   // Only the login checks (run where `pulumi up` runs, not here) stage the SSH key.
   const sshPrivateKey = generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString();
   const values: DeployValues = {

@@ -251,16 +251,22 @@ esac'
   [ "$(count_calls '^kubeadm (init --config|join)')" -eq 0 ]
 }
 
-@test "the endpoint does not answer but another control plane's API does: it joins that cluster, never a second init" {
-  stub_running_cluster
+# curl where a running cluster answers only as the given case line says (what answers, and how),
+# besides the metadata server, cp-2's etcd and, once joined, the local API server.
+stub_cluster_answering() {
   stub curl '
 case "$*" in
   *"Metadata-Flavor: Google"*) echo "$INSTANCE_ID" ;;
-  *"https://10.10.0.13:6443/version"*) echo "{\"gitVersion\":\"v1.36.3\"}" ;;
+  '"$1"'
   *"https://10.10.0.12:2379/health"*) exit 0 ;;
   *"https://127.0.0.1:6443/readyz"*) [ -f "$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ] ;;
   *) exit 7 ;;
 esac'
+}
+
+@test "the endpoint does not answer but another control plane's API does: it joins that cluster, never a second init" {
+  stub_running_cluster
+  stub_cluster_answering '*"https://10.10.0.13:6443/version"*) echo "{}" ;;'
   run_script kubeadm-init.sh
   assert_success
   [ "$(count_calls '^kubeadm init --config')" -eq 0 ]
@@ -269,14 +275,7 @@ esac'
 
 @test "one lost answer from the endpoint does not start a second cluster: a second look finds it" {
   stub_running_cluster
-  stub curl '
-case "$*" in
-  *"Metadata-Flavor: Google"*) echo "$INSTANCE_ID" ;;
-  *"https://10.10.0.2:6443/version"*) [ -f "$STATE/looked" ] || { touch "$STATE/looked"; exit 28; }; echo "{}" ;;
-  *"https://10.10.0.12:2379/health"*) exit 0 ;;
-  *"https://127.0.0.1:6443/readyz"*) [ -f "$HA_K8S_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ] ;;
-  *) exit 7 ;;
-esac'
+  stub_cluster_answering '*"https://10.10.0.2:6443/version"*) [ -f "$STATE/looked" ] || { touch "$STATE/looked"; exit 28; }; echo "{}" ;;'
   run_script kubeadm-init.sh
   assert_success
   [ "$(count_calls '^kubeadm init --config')" -eq 0 ]

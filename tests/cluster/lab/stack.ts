@@ -6,17 +6,17 @@
 // and the external address in a documentation range (RFC 5737).
 
 import { spawnSync } from "child_process";
-import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { ClusterConfig, RawConfig, formatIssues, resolveConfig } from "../../../render/config";
 import { DeployedState, Plan, buildPlan } from "../../../render/plan";
 import { readProjectFile, readStackFile } from "../../../render/project";
 import { readScriptSources } from "../../../render/scripts";
-import { caCertHash, deriveJoinTokens, deriveOutputKey } from "../../../render/secrets";
+import { caCertHash } from "../../../render/secrets";
 import { DeployValues } from "../../../render/steps";
 import { registerSecret } from "../../control-plane/exec";
 import { createClusterCa } from "../../control-plane/pki";
+import { makeTestTokens } from "../../control-plane/stack";
 import { TEST_EXTERNAL_IP, TEST_STACK } from "../../control-plane/stack";
 import { MIRROR_IP } from "./lab";
 
@@ -52,17 +52,7 @@ export interface LabSecrets {
 export async function makeSecrets(dir: string, clusterName: string): Promise<LabSecrets> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const ca = await createClusterCa(path.join(dir, "pki"), clusterName);
-  const seed = randomBytes(32).toString("hex");
-  const tokens = { ...deriveJoinTokens(seed), outputKey: deriveOutputKey(seed) };
-  for (const secret of [
-    tokens.bootstrapToken,
-    tokens.bootstrapToken.split(".")[1],
-    tokens.certificateKey,
-    tokens.outputKey,
-  ]) {
-    registerSecret(secret);
-    registerSecret(Buffer.from(secret).toString("base64"));
-  }
+  const tokens = makeTestTokens();
   const keyFile = path.join(dir, "ssh-key");
   fs.rmSync(keyFile, { force: true });
   const keygen = spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "ha-k8s-lab", "-f", keyFile]);
