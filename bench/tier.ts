@@ -6,7 +6,8 @@
 // (accton, sa), it also records where the CPU went, by command (BSD process accounting sees the
 // lab machines' processes too: the kernel charges every exit to the accounting file of its own
 // PID namespace and of each ancestor's, kernel/acct.c, slow_acct_process walks ns->parent).
-// Not a test: it passes or fails nothing; it reports.
+// Not a test: it reports against the budgets; its exit code says only whether the suites passed
+// (no verdict is printed for a run whose suites failed: its times would mean nothing).
 
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
@@ -16,14 +17,18 @@ import * as path from "path";
 export const TIER_WARM_BUDGET_SECONDS = 600;
 export const PEAK_MEMORY_BUDGET_BYTES = 8e9;
 
-/** Busy and total jiffies from /proc/stat's first line (busy: all but idle and iowait). Pure. */
-export function cpuTicks(procStat: string): { busy: number; total: number } {
+/**
+ * Jiffies from /proc/stat's first line: user nice system idle iowait irq softirq steal (guest and
+ * guest_nice are already inside user and nice, proc(5), so they are not added again). Busy is this
+ * machine's own work (user, nice, system, irq, softirq); steal, time the hypervisor gave to others,
+ * is kept apart so that a shared host does not pass for a busy one. Pure.
+ */
+export function cpuTicks(procStat: string): { busy: number; steal: number; total: number } {
   const fields = procStat.split("\n")[0].trim().split(/\s+/);
   if (fields[0] !== "cpu") throw new Error(`not /proc/stat: ${fields[0]}`);
-  const values = fields.slice(1).map(Number);
-  const total = values.reduce((sum, v) => sum + v, 0);
-  const idle = values[3] + (values[4] ?? 0);
-  return { busy: total - idle, total };
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = [...fields.slice(1, 9).map(Number), 0, 0, 0, 0];
+  const busy = user + nice + system + irq + softirq;
+  return { busy, steal, total: busy + idle + iowait + steal };
 }
 
 /** Memory in use, in bytes: MemTotal less MemAvailable (page cache the kernel can drop is not use). Pure. */
@@ -64,7 +69,7 @@ export interface CommandCpu {
   readonly cpuSeconds: number;
 }
 
-/** `sa -a -m`-less default output (`count re cp avio k command`; re and cp in minutes), top n by CPU. Pure. */
+/** `sa -a`'s default columns (`count re cp avio k command`; re and cp in minutes), the top n by CPU. Pure. */
 export function accountedCpu(saOutput: string, n = 12): CommandCpu[] {
   const rows: CommandCpu[] = [];
   for (const line of saOutput.split("\n")) {
@@ -91,6 +96,10 @@ export interface TierReport {
   readonly warmSeconds: number;
   readonly baselineMemoryBytes: number;
   readonly peakMemoryBytes: number;
+  /** CPU-seconds busy (this machine's own work), stolen by the hypervisor, and in all (CPUs x wall). */
+  readonly cpuBusySeconds: number;
+  readonly cpuStealSeconds: number;
+  readonly cpuTotalSeconds: number;
   /** Share of the CPU time that was busy while the suites ran (1: saturated). */
   readonly cpuBusyShare: number;
   readonly cpuByCommand?: readonly CommandCpu[];
@@ -102,38 +111,55 @@ export function verdict(report: TierReport): string[] {
   return [
     `tier warm: ${Math.round(report.warmSeconds)} s, budget ${TIER_WARM_BUDGET_SECONDS} s: ${report.warmSeconds <= TIER_WARM_BUDGET_SECONDS ? "within" : "OVER"}`,
     `peak memory in use: ${gib(report.peakMemoryBytes)} GiB (machine idle before: ${gib(report.baselineMemoryBytes)} GiB), budget ${gib(PEAK_MEMORY_BUDGET_BYTES)} GiB: ${report.peakMemoryBytes < PEAK_MEMORY_BUDGET_BYTES ? "within" : "OVER"}`,
-    `CPU busy while it ran: ${Math.round(report.cpuBusyShare * 100)} % of ${report.cpus} CPUs`,
+    `CPU busy while it ran: ${Math.round(report.cpuBusyShare * 100)} % of ${report.cpus} CPUs ` +
+      `(${Math.round(report.cpuBusySeconds)} of ${Math.round(report.cpuTotalSeconds)} CPU-seconds; ` +
+      `stolen by the hypervisor: ${Math.round(report.cpuStealSeconds)})`,
   ];
 }
 
-function runSuite(suite: string, logFile: string): Promise<SuiteRun> {
+type Suite = "cluster" | "upgrade";
+
+/** The suite running now, so that a signal can stop it (its process group: npm, run.sh, jest). */
+let running: ReturnType<typeof spawn> | undefined;
+
+function runSuite(suite: Suite, logFile: string): Promise<SuiteRun> {
   const started = Date.now();
   const args = suite === "upgrade" ? ["run", "test:cluster-upgrade"] : ["run", "test:cluster"];
   return new Promise((resolve, reject) => {
-    // CI=true: the tier fails rather than skips when a tool is missing, as in CI.
-    const child = spawn("npm", args, { env: { ...process.env, CI: "true" }, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    const take = (chunk: Buffer) => {
-      output += chunk.toString();
-      fs.appendFileSync(logFile, chunk);
-    };
-    child.stdout.on("data", take);
-    child.stderr.on("data", take);
+    // CI=true: the tier fails rather than skips when a tool is missing, as in CI. Its own group, so
+    // that an interrupt reaches run.sh, whose traps remove the lab.
+    const child = spawn("npm", args, {
+      env: { ...process.env, CI: "true" },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    running = child;
+    // Each stream decoded as text on its own (a chunk may end inside a multi-byte ✓), so that its
+    // lines are whole when parsed; jest writes its report to stderr.
+    const text = { stdout: "", stderr: "" };
+    for (const name of ["stdout", "stderr"] as const) {
+      child[name].setEncoding("utf8");
+      child[name].on("data", (chunk: string) => {
+        text[name] += chunk;
+        fs.appendFileSync(logFile, chunk);
+      });
+    }
     child.on("error", reject);
-    child.on("close", (code) =>
+    child.on("close", (code) => {
+      running = undefined;
       resolve({
         suite,
         exitCode: code ?? 1,
         seconds: (Date.now() - started) / 1000,
-        artifactSeconds: artifactSeconds(output),
-        tests: jestTests(output),
-      }),
-    );
+        artifactSeconds: artifactSeconds(text.stderr) ?? artifactSeconds(text.stdout),
+        tests: [...jestTests(text.stderr), ...jestTests(text.stdout)],
+      });
+    });
   });
 }
 
-function hasCommand(command: string): boolean {
-  return spawnSync("sh", ["-c", `command -v ${command}`]).status === 0;
+function succeeds(command: string, args: readonly string[]): boolean {
+  return spawnSync(command, args, { stdio: "ignore" }).status === 0;
 }
 
 async function main(): Promise<void> {
@@ -142,49 +168,77 @@ async function main(): Promise<void> {
     console.error(`bench:tier: unknown suite "${wanted}"; allowed: cluster, upgrade (none: both)`);
     process.exit(2);
   }
-  const suites = wanted ? [wanted] : ["cluster", "upgrade"];
+  const suites: Suite[] = wanted ? [wanted] : ["cluster", "upgrade"];
   const outDir = path.join(__dirname, "out");
   fs.mkdirSync(outDir, { recursive: true });
   const logFile = path.join(outDir, "tier.log");
   fs.writeFileSync(logFile, "");
+
+  // Process accounting is system-wide: the run takes it over and gives it back as it found it
+  // (Debian's acct service, when active, accounts to its own file: `accton on` restores that).
   const accountingFile = path.join(outDir, "tier.pacct");
-  const accounting = process.getuid?.() === 0 && hasCommand("accton") && hasCommand("sa");
+  let accounting = process.getuid?.() === 0 && succeeds("sh", ["-c", "command -v accton && command -v sa"]);
+  const systemAccounting = accounting && succeeds("systemctl", ["is-active", "--quiet", "acct"]);
   if (accounting) {
     fs.writeFileSync(accountingFile, "");
-    spawnSync("accton", [accountingFile]);
+    accounting = succeeds("accton", [accountingFile]);
+    if (!accounting) console.log(`bench:tier: accton ${accountingFile} failed: no CPU by command`);
   } else {
     console.log("bench:tier: no CPU by command (needs root and Debian's acct package: accton, sa)");
+  }
+  const restoreAccounting = () => {
+    if (accounting) spawnSync("accton", [systemAccounting ? "on" : "off"], { stdio: "ignore" });
+    accounting = false;
+  };
+  let interrupted: NodeJS.Signals | undefined;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      interrupted = signal;
+      if (running?.pid) process.kill(-running.pid, signal);
+    });
   }
 
   const read = (file: string) => fs.readFileSync(file, "utf8");
   const baselineMemoryBytes = memoryInUse(read("/proc/meminfo"));
   const cpuStart = cpuTicks(read("/proc/stat"));
+  const started = Date.now();
   let peakMemoryBytes = baselineMemoryBytes;
   const sampler = setInterval(() => {
     peakMemoryBytes = Math.max(peakMemoryBytes, memoryInUse(read("/proc/meminfo")));
   }, 1000);
   const runs: SuiteRun[] = [];
+  let cpuByCommand: CommandCpu[] | undefined;
   try {
     for (const suite of suites) {
+      if (interrupted) break;
       console.log(`bench:tier: running the ${suite} suite (output in ${path.relative(process.cwd(), logFile)})`);
       runs.push(await runSuite(suite, logFile));
     }
   } finally {
     clearInterval(sampler);
-    if (accounting) spawnSync("accton", ["off"]);
+    const accounted = accounting;
+    restoreAccounting();
+    if (accounted) cpuByCommand = accountedCpu(spawnSync("sa", ["-a", accountingFile], { encoding: "utf8" }).stdout);
+  }
+  if (interrupted) {
+    console.error(`bench:tier: interrupted (${interrupted}); nothing recorded`);
+    process.exit(interrupted === "SIGINT" ? 130 : 143);
   }
   const cpuEnd = cpuTicks(read("/proc/stat"));
-  const cpuByCommand = accounting
-    ? accountedCpu(spawnSync("sa", ["-a", accountingFile], { encoding: "utf8" }).stdout)
-    : undefined;
+  // /proc/stat counts in USER_HZ ticks (100 on Linux, as getconf CLK_TCK says).
+  const hz = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+  const cpus = os.cpus().length;
   const report: TierReport = {
     recordedAt: new Date().toISOString(),
-    host: `${os.cpus().length} x ${os.cpus()[0]?.model ?? "unknown CPU"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
-    cpus: os.cpus().length,
+    host: `${cpus} x ${os.cpus()[0]?.model ?? "unknown CPU"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
+    cpus,
     suites: runs,
     warmSeconds: runs.reduce((sum, r) => sum + r.seconds - (r.artifactSeconds ?? 0), 0),
     baselineMemoryBytes,
     peakMemoryBytes,
+    cpuBusySeconds: (cpuEnd.busy - cpuStart.busy) / hz,
+    cpuStealSeconds: (cpuEnd.steal - cpuStart.steal) / hz,
+    cpuTotalSeconds: (cpuEnd.total - cpuStart.total) / hz,
     cpuBusyShare: (cpuEnd.busy - cpuStart.busy) / Math.max(1, cpuEnd.total - cpuStart.total),
     cpuByCommand,
   };
@@ -200,8 +254,14 @@ async function main(): Promise<void> {
     console.log("CPU by command (processes that ended while it ran):");
     for (const row of cpuByCommand) console.log(`  ${Math.round(row.cpuSeconds)} s  ${row.command} (${row.processes})`);
   }
+  console.log(`wall: ${Math.round((Date.now() - started) / 1000)} s`);
+  const failed = runs.filter((r) => r.exitCode !== 0).map((r) => r.suite);
+  if (failed.length > 0) {
+    console.log(`no verdict: the ${failed.join(" and ")} suite failed (see ${logFile})`);
+    process.exitCode = 1;
+    return;
+  }
   for (const line of verdict(report)) console.log(line);
-  process.exitCode = runs.every((r) => r.exitCode === 0) ? 0 : 1;
 }
 
 if (require.main === module) {

@@ -14,13 +14,19 @@ import {
 } from "../../bench/tier";
 
 describe("bench:tier readings", () => {
-  test("CPU: busy is everything but idle and iowait", () => {
-    expect(cpuTicks("cpu  100 5 50 800 40 0 5 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")).toEqual({ busy: 160, total: 1000 });
+  test("CPU: busy is user, nice, system, irq and softirq; steal apart; guest time not counted twice", () => {
+    // user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user already)
+    expect(cpuTicks("cpu  100 5 50 800 40 3 5 70 30 2\ncpu0 1 2 3 4 5 6 7 8 9 10\n")).toEqual({
+      busy: 163,
+      steal: 70,
+      total: 1073,
+    });
+    // Older kernels print fewer columns.
+    expect(cpuTicks("cpu  100 5 50 800\n")).toEqual({ busy: 155, steal: 0, total: 955 });
     expect(() => cpuTicks("intr 1 2 3")).toThrow(/not \/proc\/stat/);
   });
 
-  test("CPU: this machine's /proc/stat reads, and only grows", () => {
-    if (!fs.existsSync("/proc/stat")) return; // not Linux: nothing to read
+  (fs.existsSync("/proc/stat") ? test : test.skip)("CPU: this machine's /proc/stat reads, and only grows", () => {
     const first = cpuTicks(fs.readFileSync("/proc/stat", "utf8"));
     const second = cpuTicks(fs.readFileSync("/proc/stat", "utf8"));
     expect(first.busy).toBeGreaterThan(0);
@@ -78,12 +84,15 @@ describe("bench:tier readings", () => {
       warmSeconds: 1300,
       baselineMemoryBytes: 2 ** 30,
       peakMemoryBytes: PEAK_MEMORY_BUDGET_BYTES + 1,
+      cpuBusySeconds: 2483,
+      cpuStealSeconds: 0,
+      cpuTotalSeconds: 2560,
       cpuBusyShare: 0.97,
     };
     expect(verdict(report)).toEqual([
       "tier warm: 1300 s, budget 600 s: OVER",
       "peak memory in use: 7.45 GiB (machine idle before: 1.00 GiB), budget 7.45 GiB: OVER",
-      "CPU busy while it ran: 97 % of 2 CPUs",
+      "CPU busy while it ran: 97 % of 2 CPUs (2483 of 2560 CPU-seconds; stolen by the hypervisor: 0)",
     ]);
     expect(verdict({ ...report, warmSeconds: 600, peakMemoryBytes: 2 ** 32 })[0]).toMatch(/within$/);
     expect(verdict({ ...report, warmSeconds: 600, peakMemoryBytes: 2 ** 32 })[1]).toMatch(/4\.00 GiB .*within$/);
